@@ -1,0 +1,242 @@
+"""Images with geometry: reading, writing, resampling, intensity normalisation, tensors.
+
+An :class:`Image` is a NumPy array plus its :class:`~imse.geometry.Geometry`; the axis and
+unit conventions are stated in :mod:`imse.geometry`. Files go through SimpleITK, so every
+format it reads (NIfTI, NRRD, MHA, DICOM series, ...) keeps its spacing, origin and direction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import ImageError
+from .geometry import Geometry
+
+INTERPOLATORS = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor, "bspline": sitk.sitkBSpline}
+
+
+@dataclass(frozen=True)
+class Image:
+    """An array with its physical geometry.
+
+    ``array`` is in NumPy order: ``(H, W)`` or ``(D, H, W)`` for a scalar image, with one more
+    trailing axis of components for a vector image (a displacement field is ``(*spatial, dim)``,
+    components in physical x, y[, z] order, mm).
+    """
+
+    array: np.ndarray
+    geometry: Geometry
+
+    def __post_init__(self) -> None:
+        array = np.asarray(self.array)
+        dim = self.geometry.dim
+        if array.ndim not in (dim, dim + 1):
+            raise ImageError(
+                f"A {dim}D geometry needs a {dim}D array (or {dim}D plus one axis of vector "
+                f"components); got an array of shape {array.shape}."
+            )
+        if array.size == 0 or min(array.shape[:dim]) < 1:
+            raise ImageError(f"The image is empty (array shape {array.shape}).")
+        object.__setattr__(self, "array", array)
+
+    @property
+    def dim(self) -> int:
+        return self.geometry.dim
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Spatial shape in NumPy order (``(H, W)`` or ``(D, H, W)``)."""
+        return tuple(self.array.shape[: self.dim])
+
+    @property
+    def is_vector(self) -> bool:
+        return self.array.ndim == self.dim + 1
+
+    def with_array(self, array: np.ndarray) -> "Image":
+        """A new image on the same grid (the geometry is shared, the array replaced)."""
+        return Image(array, self.geometry)
+
+    def physical_extent(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper corners (mm, LPS) of the box spanned by the voxel centres."""
+        corners = self.geometry.extent_corners(self.shape)
+        return corners.min(axis=0), corners.max(axis=0)
+
+
+def from_sitk(image: sitk.Image) -> Image:
+    """Convert a SimpleITK image, keeping its geometry."""
+    geometry = Geometry(image.GetSpacing(), image.GetOrigin(), image.GetDirection())
+    return Image(sitk.GetArrayFromImage(image), geometry)
+
+
+def to_sitk(image: Image) -> sitk.Image:
+    """Convert to a SimpleITK image (vector images become vector pixels)."""
+    result = sitk.GetImageFromArray(np.ascontiguousarray(image.array), isVector=image.is_vector)
+    result.SetSpacing(image.geometry.spacing)
+    result.SetOrigin(image.geometry.origin)
+    result.SetDirection(image.geometry.direction)
+    return result
+
+
+def read_image(path: str | Path, dtype: np.dtype | None = np.float32) -> Image:
+    """Read an image file (NIfTI, NRRD, MHA, ...) or a folder holding one DICOM series.
+
+    ``dtype`` converts the values (``None`` keeps the file's type). Raises :class:`ImageError`
+    when the file is missing or unreadable, holds no data, holds NaN or infinite values, or is
+    not 2D or 3D.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"No such file or folder: '{path}'. Check the path and try again.")
+    try:
+        if path.is_dir():
+            files = _dicom_series_files(path)
+            reader = sitk.ImageSeriesReader()
+            reader.SetFileNames(files)
+            image = reader.Execute()
+        else:
+            image = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else ""
+        raise ImageError(
+            f"Could not read '{path}' as an image ({first_line}). Use a NIfTI, NRRD, MHA or "
+            "DICOM file, or a folder containing one DICOM series."
+        ) from None
+    if image.GetDimension() == 3 and image.GetSize()[2] == 1:
+        image = image[:, :, 0]  # a single slice is a 2D image
+    if image.GetDimension() not in (2, 3):
+        raise ImageError(
+            f"'{path}' is {image.GetDimension()}D; only 2D and 3D images are supported. "
+            "Split a time series into single frames first."
+        )
+    result = from_sitk(image)
+    if dtype is not None:
+        result = result.with_array(result.array.astype(dtype, copy=False))
+    check_finite(result, name=str(path))
+    return result
+
+
+def _dicom_series_files(folder: Path) -> list[str]:
+    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        raise ImageError(f"The folder '{folder}' contains no DICOM series.")
+    if len(series) > 1:
+        raise ImageError(
+            f"The folder '{folder}' contains {len(series)} DICOM series; put each series in a "
+            "folder of its own and choose one."
+        )
+    return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0]))
+
+
+def write_image(image: Image, path: str | Path) -> Path:
+    """Write an image with its geometry; the format follows the extension (.nii.gz, .nrrd,
+    .mha, ...). The file is written next to its final name and then renamed, so an
+    interrupted write never leaves a truncated file in place of a good one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
+    partial = path.with_name(f".partial-{path.stem.split('.')[0]}{suffix}")
+    try:
+        sitk.WriteImage(to_sitk(image), str(partial), useCompression=True)
+        partial.replace(path)
+    except RuntimeError as error:
+        partial.unlink(missing_ok=True)
+        raise ImageError(f"Could not write '{path}': {str(error).strip().splitlines()[-1]}") from None
+    return path
+
+
+def check_finite(image: Image, name: str = "the image") -> None:
+    """Raise :class:`ImageError` if the image holds NaN or infinite values."""
+    if not np.all(np.isfinite(image.array)):
+        count = int(np.size(image.array) - np.count_nonzero(np.isfinite(image.array)))
+        raise ImageError(
+            f"{name} contains {count} NaN or infinite values. Fix or mask them (for example "
+            "replace them with the background value) before using it."
+        )
+
+
+def resample_to(
+    image: Image,
+    reference: Image,
+    interpolation: str = "linear",
+    default_value: float = 0.0,
+) -> Image:
+    """Resample ``image`` onto the grid of ``reference`` (identity transform, physical space).
+
+    ``interpolation`` is one of ``linear``, ``nearest`` (for label maps) or ``bspline``; points
+    outside ``image`` get ``default_value``.
+    """
+    if image.dim != reference.dim:
+        raise ImageError(
+            f"Cannot resample a {image.dim}D image onto a {reference.dim}D grid: use images of "
+            "the same dimension."
+        )
+    if interpolation not in INTERPOLATORS:
+        raise ImageError(f"Unknown interpolation '{interpolation}'; choose one of {sorted(INTERPOLATORS)}.")
+    resampled = sitk.Resample(
+        to_sitk(image),
+        to_sitk(reference.with_array(np.zeros(reference.shape, np.uint8))),
+        sitk.Transform(),
+        INTERPOLATORS[interpolation],
+        float(default_value),
+    )
+    return from_sitk(resampled)
+
+
+def foreground_mask(image: Image, threshold: float | None = None) -> np.ndarray:
+    """Boolean mask of voxels above ``threshold`` (default: the image minimum, i.e. everything
+    that is not background in skull-stripped or zero-padded images)."""
+    threshold = float(image.array.min()) if threshold is None else threshold
+    return image.array > threshold
+
+
+def normalize_intensity(
+    image: Image,
+    mask: np.ndarray | None = None,
+    percentiles: tuple[float, float] = (0.5, 99.5),
+) -> Image:
+    """Map intensities to [-1, 1]: the ``percentiles`` (of the voxels inside ``mask``, or of
+    all voxels) go to -1 and 1 and values beyond are clipped. Robust to outliers such as
+    bright vessels or metal. Raises :class:`ImageError` for constant images and empty masks.
+    """
+    check_finite(image)
+    values = image.array if mask is None else image.array[np.asarray(mask, dtype=bool)]
+    if values.size == 0:
+        raise ImageError("The intensity mask is empty: it selects no voxel. Use a mask that covers the anatomy.")
+    low, high = np.percentile(values, percentiles)
+    if not high > low:
+        raise ImageError(
+            "The image (inside the mask) has a single intensity, so it carries no structure to "
+            "compare. Check that the right volume was chosen."
+        )
+    scaled = 2.0 * (image.array.astype(np.float32) - low) / (high - low) - 1.0
+    return image.with_array(np.clip(scaled, -1.0, 1.0).astype(np.float32))
+
+
+def to_tensor(image: Image, device: "str | None" = None, dtype=None):
+    """The array as a torch tensor ``[1, C, *spatial]`` (C = 1 for scalar images, the number of
+    components for vector images), float32 unless ``dtype`` says otherwise."""
+    import torch
+
+    array = np.moveaxis(image.array, -1, 0) if image.is_vector else image.array[None]
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
+    return tensor.to(device=device, dtype=dtype or torch.float32)
+
+
+def from_tensor(tensor, geometry: Geometry) -> Image:
+    """An image from a tensor ``[1, C, *spatial]`` or ``[C, *spatial]`` on ``geometry``; a single
+    channel gives a scalar image, several channels a vector image (components last)."""
+    array = tensor.detach().to("cpu").float().numpy()
+    if array.ndim == geometry.dim + 2:
+        if array.shape[0] != 1:
+            raise ImageError(f"Expected a batch of one image, got a batch of {array.shape[0]}.")
+        array = array[0]
+    if array.ndim != geometry.dim + 1:
+        raise ImageError(
+            f"Expected a tensor [1, C, *spatial] for a {geometry.dim}D image, got shape {tuple(tensor.shape)}."
+        )
+    array = array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1)
+    return Image(array, geometry)
