@@ -186,11 +186,48 @@ def resample_to(
     return from_sitk(resampled)
 
 
-def foreground_mask(image: Image, threshold: float | None = None) -> np.ndarray:
-    """Boolean mask of voxels above ``threshold`` (default: the image minimum, i.e. everything
-    that is not background in skull-stripped or zero-padded images)."""
-    threshold = float(image.array.min()) if threshold is None else threshold
-    return image.array > threshold
+def grid_with_spacing(image: Image, spacing_mm: float) -> Image:
+    """An empty (zero) image on an isotropic grid of ``spacing_mm`` that covers the physical box
+    of ``image``, with its origin and direction."""
+    spacing = np.asarray(image.geometry.spacing)
+    size = np.maximum(np.floor((np.array(image.shape[::-1]) - 1) * spacing / spacing_mm + 1e-6).astype(int) + 1, 1)
+    geometry = Geometry((float(spacing_mm),) * image.dim, image.geometry.origin, image.geometry.direction)
+    return Image(np.zeros(tuple(size[::-1]), np.uint8), geometry)
+
+
+def resample_to_spacing(image: Image, spacing_mm: float, interpolation: str = "linear") -> Image:
+    """Resample onto an isotropic grid of ``spacing_mm`` covering the same physical box (same
+    origin and direction). Downsampling more than 1.5 times is preceded by a Gaussian blur of
+    the matching width, to avoid aliasing."""
+    spacing = np.asarray(image.geometry.spacing)
+    if np.allclose(spacing, spacing_mm, rtol=1e-3):
+        return image
+    source = image
+    if interpolation != "nearest" and np.any(spacing_mm > 1.5 * spacing):
+        sigma = np.sqrt(np.maximum(spacing_mm**2 - spacing**2, 0.0)) / 2.355  # FWHM to sigma, mm
+        source = from_sitk(sitk.SmoothingRecursiveGaussian(to_sitk(image), [float(s) for s in np.maximum(sigma, 1e-3)]))
+    return resample_to(source, grid_with_spacing(image, spacing_mm), interpolation)
+
+
+def intensity_window(
+    image: Image,
+    mask: np.ndarray | None = None,
+    percentiles: tuple[float, float] = (0.5, 99.5),
+) -> tuple[float, float]:
+    """The intensities at ``percentiles`` of the voxels inside ``mask`` (or of all voxels): the
+    values that :func:`normalize_intensity` maps to -1 and 1. Raises :class:`ImageError` for
+    NaN values, empty masks and constant images."""
+    check_finite(image)
+    values = image.array if mask is None else image.array[np.asarray(mask, dtype=bool)]
+    if values.size == 0:
+        raise ImageError("The intensity mask is empty: it selects no voxel. Use a mask that covers the anatomy.")
+    low, high = (float(v) for v in np.percentile(values, percentiles))
+    if not high > low:
+        raise ImageError(
+            "The image (inside the mask) has a single intensity, so it carries no structure to "
+            "compare. Check that the right volume was chosen."
+        )
+    return low, high
 
 
 def normalize_intensity(
@@ -198,20 +235,9 @@ def normalize_intensity(
     mask: np.ndarray | None = None,
     percentiles: tuple[float, float] = (0.5, 99.5),
 ) -> Image:
-    """Map intensities to [-1, 1]: the ``percentiles`` (of the voxels inside ``mask``, or of
-    all voxels) go to -1 and 1 and values beyond are clipped. Robust to outliers such as
-    bright vessels or metal. Raises :class:`ImageError` for constant images and empty masks.
-    """
-    check_finite(image)
-    values = image.array if mask is None else image.array[np.asarray(mask, dtype=bool)]
-    if values.size == 0:
-        raise ImageError("The intensity mask is empty: it selects no voxel. Use a mask that covers the anatomy.")
-    low, high = np.percentile(values, percentiles)
-    if not high > low:
-        raise ImageError(
-            "The image (inside the mask) has a single intensity, so it carries no structure to "
-            "compare. Check that the right volume was chosen."
-        )
+    """Map intensities to [-1, 1]: the :func:`intensity_window` goes to -1 and 1 and values
+    beyond are clipped. Robust to outliers such as bright vessels or metal."""
+    low, high = intensity_window(image, mask, percentiles)
     scaled = 2.0 * (image.array.astype(np.float32) - low) / (high - low) - 1.0
     return image.with_array(np.clip(scaled, -1.0, 1.0).astype(np.float32))
 

@@ -1,0 +1,188 @@
+"""Evaluator networks, 2D and 3D, built from one set of dimension-generic layers.
+
+* ``paper``: the IMSE paper's CycleGAN-style ResNet generator (7x7 convolution to 64
+  channels, two stride-2 convolutions to 128 and 256, nine residual blocks, two transposed
+  convolutions back to 64, 7x7 convolution to the output, tanh), instance normalisation
+  without affine parameters, reflection padding in 2D and replication padding in 3D.
+  About 11 M parameters in 2D.
+* ``light``: our U-Net (channels 16-32-64-128 in 2D and 12-24-48-96 in 3D by default, two
+  3x3 convolutions per level,
+  instance normalisation, LeakyReLU, max-pool down, linear upsampling, tanh), under a tenth of
+  the paper's multiply-adds at the same input size (see :func:`count_multiply_adds`).
+
+Inputs are ``[N, in_channels, (D,) H, W]``; the output has the same spatial size. The light
+U-Net needs sizes divisible by ``2 ** (levels - 1)``; :func:`pad_to_multiple` provides them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .errors import ImageError
+
+ARCHITECTURES = ("light", "paper")
+LIGHT_CHANNELS = {2: (16, 32, 64, 128), 3: (12, 24, 48, 96)}  # keeps 3D under a tenth of the paper's cost
+
+
+def _conv(dim: int) -> type[nn.Module]:
+    return nn.Conv2d if dim == 2 else nn.Conv3d
+
+
+def _norm(dim: int, channels: int) -> nn.Module:
+    return (nn.InstanceNorm2d if dim == 2 else nn.InstanceNorm3d)(channels, affine=False)
+
+
+def _same_padding(dim: int, size: int) -> nn.Module:
+    """Reflection padding in 2D, replication in 3D (PyTorch has no 3D reflection for all sizes)."""
+    return (nn.ReflectionPad2d if dim == 2 else nn.ReplicationPad3d)(size)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, dim: int, channels: int) -> None:
+        super().__init__()
+        conv = _conv(dim)
+        self.body = nn.Sequential(
+            _same_padding(dim, 1), conv(channels, channels, 3), _norm(dim, channels), nn.ReLU(inplace=True),
+            _same_padding(dim, 1), conv(channels, channels, 3), _norm(dim, channels),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResnetGenerator(nn.Module):
+    """The IMSE paper's evaluator network (see the module docstring)."""
+
+    def __init__(self, dim: int, in_channels: int = 2, out_channels: int = 1, width: int = 64, blocks: int = 9) -> None:
+        super().__init__()
+        conv = _conv(dim)
+        transposed = nn.ConvTranspose2d if dim == 2 else nn.ConvTranspose3d
+        layers: list[nn.Module] = [_same_padding(dim, 3), conv(in_channels, width, 7), _norm(dim, width), nn.ReLU(True)]
+        for level in range(2):
+            channels = width * 2**level
+            layers += [conv(channels, 2 * channels, 3, stride=2, padding=1), _norm(dim, 2 * channels), nn.ReLU(True)]
+        layers += [ResidualBlock(dim, width * 4) for _ in range(blocks)]
+        for level in (2, 1):
+            channels = width * 2**level
+            layers += [
+                transposed(channels, channels // 2, 3, stride=2, padding=1, output_padding=1),
+                _norm(dim, channels // 2),
+                nn.ReLU(True),
+            ]
+        layers += [_same_padding(dim, 3), conv(width, out_channels, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class _DoubleConv(nn.Sequential):
+    def __init__(self, dim: int, in_channels: int, out_channels: int) -> None:
+        conv = _conv(dim)
+        super().__init__(
+            conv(in_channels, out_channels, 3, padding=1), _norm(dim, out_channels), nn.LeakyReLU(0.2, True),
+            conv(out_channels, out_channels, 3, padding=1), _norm(dim, out_channels), nn.LeakyReLU(0.2, True),
+        )  # fmt: skip
+
+
+class LightUNet(nn.Module):
+    """Our light evaluator: a U-Net with ``channels`` per level (see the module docstring)."""
+
+    def __init__(
+        self,
+        dim: int,
+        in_channels: int = 2,
+        out_channels: int = 1,
+        channels: tuple[int, ...] | None = None,
+        final_activation: str = "tanh",
+    ) -> None:
+        super().__init__()
+        self.dim = dim
+        channels = channels or LIGHT_CHANNELS[dim]
+        self.encoders = nn.ModuleList()
+        previous = in_channels
+        for width in channels:
+            self.encoders.append(_DoubleConv(dim, previous, width))
+            previous = width
+        self.decoders = nn.ModuleList(
+            _DoubleConv(dim, channels[level + 1] + channels[level], channels[level]) for level in reversed(range(len(channels) - 1))
+        )
+        self.head = _conv(dim)(channels[0], out_channels, 1)
+        self.activation = {"tanh": nn.Tanh(), "sigmoid": nn.Sigmoid(), "none": nn.Identity()}[final_activation]
+
+    @property
+    def size_multiple(self) -> int:
+        return 2 ** (len(self.encoders) - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if any(size % self.size_multiple for size in x.shape[2:]):
+            raise ImageError(
+                f"LightUNet needs spatial sizes divisible by {self.size_multiple}, got {tuple(x.shape[2:])}: "
+                "pad the input with imse.networks.pad_to_multiple."
+            )
+        pool = F.max_pool2d if self.dim == 2 else F.max_pool3d
+        skips = []
+        for level, encoder in enumerate(self.encoders):
+            x = encoder(x if level == 0 else pool(x, 2))
+            skips.append(x)
+        skips.pop()
+        mode = "bilinear" if self.dim == 2 else "trilinear"
+        for decoder in self.decoders:
+            skip = skips.pop()
+            x = decoder(torch.cat([F.interpolate(x, size=skip.shape[2:], mode=mode, align_corners=False), skip], 1))
+        return self.activation(self.head(x))
+
+
+def build_network(architecture: str, dim: int, in_channels: int = 2, out_channels: int = 1) -> nn.Module:
+    """An evaluator network by name (``light`` or ``paper``), 2D or 3D."""
+    if dim not in (2, 3):
+        raise ImageError(f"Networks are 2D or 3D; got dim={dim}.")
+    if architecture == "light":
+        return LightUNet(dim, in_channels, out_channels)
+    if architecture == "paper":
+        return ResnetGenerator(dim, in_channels, out_channels)
+    raise ImageError(f"Unknown architecture '{architecture}'; choose one of {list(ARCHITECTURES)}.")
+
+
+def size_multiple(network: nn.Module) -> int:
+    """The factor every spatial size must be divisible by (4 for the paper's two stride-2 levels)."""
+    return getattr(network, "size_multiple", 4)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[slice, ...]]:
+    """Pad ``[N, C, *spatial]`` at the end of each spatial axis (replicating the edge) up to a
+    multiple of ``multiple``; returns the padded tensor and the index that crops it back."""
+    spatial = x.shape[2:]
+    extra = [(-size) % multiple for size in spatial]
+    if not any(extra):
+        return x, (slice(None),) * x.ndim
+    padding = [value for amount in reversed(extra) for value in (0, amount)]
+    crop = (slice(None), slice(None), *(slice(0, size) for size in spatial))
+    return F.pad(x, padding, mode="replicate"), crop
+
+
+def count_multiply_adds(network: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply-adds of the convolutions (and transposed convolutions) in one forward pass of
+    an input of ``input_shape`` ``[N, C, *spatial]``; normalisation and activations excluded."""
+    total = 0
+
+    def count(module: nn.modules.conv._ConvNd, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
+        nonlocal total
+        kernel = math.prod(module.kernel_size)
+        if isinstance(module, nn.modules.conv._ConvTransposeNd):  # each input value feeds a kernel
+            total += inputs[0].numel() * kernel * module.out_channels // module.groups
+        else:  # each output value sums a kernel over the input channels
+            total += output.numel() * kernel * module.in_channels // module.groups
+
+    handles = [m.register_forward_hook(count) for m in network.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    try:
+        with torch.no_grad():
+            network(torch.zeros(input_shape))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total

@@ -1,0 +1,116 @@
+"""Evaluator networks (shapes, cost, padding) and model files (safetensors + JSON card,
+registry, checkpoints)."""
+
+import json
+
+import pytest
+import torch
+
+from imse.errors import ImageError
+from imse.evaluator import predict, predict_tiled
+from imse.models import ModelCard, find_model, list_models, load_checkpoint, load_model, save_checkpoint, save_model
+from imse.networks import LightUNet, build_network, count_multiply_adds, pad_to_multiple
+
+
+@pytest.mark.parametrize("dim, shape", [(2, (1, 2, 40, 48)), (3, (1, 2, 16, 24, 16))])
+@pytest.mark.parametrize("architecture", ["light", "paper"])
+def test_networks_keep_spatial_size_and_output_range(architecture, dim, shape):
+    network = build_network(architecture, dim)
+    output = network(torch.randn(shape) * 3)
+    assert output.shape == (1, 1, *shape[2:])
+    assert output.abs().max() <= 1.0  # tanh
+
+
+@pytest.mark.parametrize("dim, shape", [(2, (1, 2, 240, 240)), (3, (1, 2, 48, 128, 128))])
+def test_light_network_costs_under_a_tenth_of_the_paper(dim, shape):
+    light = count_multiply_adds(build_network("light", dim), shape)
+    paper = count_multiply_adds(build_network("paper", dim), shape)
+    assert light < 0.1 * paper
+
+
+def test_multiply_add_count_of_a_known_convolution():
+    convolution = torch.nn.Conv2d(2, 4, 3, padding=1)
+    assert count_multiply_adds(convolution, (1, 2, 10, 10)) == 10 * 10 * 4 * 2 * 9
+
+
+def test_padding_to_multiple_and_unet_size_check():
+    x = torch.randn(1, 2, 13, 17)
+    padded, crop = pad_to_multiple(x, 8)
+    assert padded.shape == (1, 2, 16, 24)
+    assert torch.equal(padded[crop], x)
+    with pytest.raises(ImageError, match="divisible by 8"):
+        LightUNet(2)(x)
+    assert predict(LightUNet(2), x[:, :1], x[:, 1:]).shape == (1, 1, 13, 17)  # predict pads for us
+
+
+def test_tiled_prediction_matches_whole_for_a_local_network():
+    """A network without instance normalisation is local, so tiles blended with overlap must
+    agree with one pass over the whole volume away from tile borders."""
+    torch.manual_seed(0)
+    local = torch.nn.Sequential(torch.nn.Conv3d(2, 4, 3, padding=1), torch.nn.Tanh(), torch.nn.Conv3d(4, 1, 3, padding=1))
+    other, reference = torch.randn(1, 1, 40, 36, 44), torch.randn(1, 1, 40, 36, 44)
+    whole = predict(local, other, reference)
+    tiled = predict_tiled(local, other, reference, tile=24, overlap=12)
+    assert torch.allclose(whole, tiled, atol=1e-5)
+    with pytest.raises(ImageError, match="overlap"):
+        predict_tiled(local, other, reference, tile=16, overlap=16)
+
+
+def make_card(name="tiny", dim=2):
+    return ModelCard(
+        name=name,
+        task="evaluator",
+        architecture="light",
+        dim=dim,
+        modality="T1",
+        normalization={"method": "percentile", "percentiles": [0.5, 99.5]},
+        patch_size=[32, 32],
+        spacing_mm=2.0,
+        training={"command": "test"},
+    )
+
+
+def test_model_round_trip_and_registry(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMSE_MODEL_DIR", str(tmp_path))
+    network = build_network("light", 2)
+    weights = save_model(network, make_card(), tmp_path)
+    assert weights.name == "tiny.safetensors"
+    assert json.loads(weights.with_suffix(".json").read_text())["modality"] == "T1"
+    loaded = load_model(weights)
+    x = torch.randn(1, 2, 32, 32)
+    assert torch.equal(loaded.network(x), network.eval()(x))
+    assert any(card.name == "tiny" for _, card in list_models(task="evaluator", dim=2))
+    assert not any(card.name == "tiny" for _, card in list_models(dim=3))
+    assert find_model("tiny") == weights
+    with pytest.raises(ImageError, match="No model named 'absent'"):
+        find_model("absent")
+
+
+def test_missing_or_broken_model_files_raise_clear_errors(tmp_path):
+    save_model(build_network("light", 2), make_card(), tmp_path)
+    (tmp_path / "tiny.safetensors").unlink()
+    with pytest.raises(ImageError, match="needs both"):
+        load_model(tmp_path / "tiny.json")
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "broken.safetensors").write_bytes(b"")
+    with pytest.raises(ImageError, match="unreadable"):
+        load_model(tmp_path / "broken")
+
+
+def test_checkpoint_round_trip_keeps_optimizer_state(tmp_path):
+    network = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+    network(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    generator = torch.Generator().manual_seed(7)
+    save_checkpoint(tmp_path / "last", {"model": network.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(), "step": 5})
+    state = load_checkpoint(tmp_path / "last")
+    assert state["step"] == 5
+    restored = torch.optim.Adam(torch.nn.Linear(3, 2).parameters(), lr=1e-3)
+    restored.load_state_dict(state["optimizer"])
+    original_state, restored_state = optimizer.state_dict()["state"], restored.state_dict()["state"]
+    assert set(original_state) == set(restored_state) == {0, 1}  # integer parameter ids survive
+    assert torch.equal(original_state[0]["exp_avg"], restored_state[0]["exp_avg"])
+    replay = torch.Generator()
+    replay.set_state(state["generator"])
+    assert torch.equal(torch.rand(3, generator=replay), torch.rand(3, generator=torch.Generator().manual_seed(7)))
