@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ImageError
+from .networks import ARCHITECTURES
+from .train_evaluator import RECIPES
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -35,6 +37,35 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(Path(args.out), seed=args.seed)
 
 
+def _train_evaluator(args: argparse.Namespace) -> None:
+    from .train_evaluator import EvaluatorTrainingConfig, train_evaluator
+
+    config = EvaluatorTrainingConfig(
+        out=Path(args.out),
+        name=args.name,
+        dim=args.dim,
+        architecture=args.architecture,
+        images=args.images,
+        modality=args.modality,
+        spacing_mm=args.spacing,
+        patch_size=tuple(args.patch_size) if args.patch_size else None,
+        batch_size=args.batch_size,
+        iterations=args.iterations,
+        max_minutes=args.max_minutes,
+        learning_rate=args.learning_rate,
+        recipe=args.recipe,
+        aligned_fraction=args.aligned_fraction,
+        validation_every=args.validation_every,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+        seed=args.seed,
+        device=args.device,
+    )
+    weights = train_evaluator(config)
+    if weights is not None:
+        print(f"model written: {weights} (card: {weights.with_suffix('.json')})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imse",
@@ -45,6 +76,31 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="print an image's geometry (mm, LPS) and intensity range")
     info.add_argument("image", help="image file (NIfTI, NRRD, MHA, ...) or a folder with one DICOM series")
     info.set_defaults(handler=_info)
+
+    train = commands.add_parser(
+        "train-evaluator",
+        help="train an IMSE evaluator on images of one modality (default: the built-in MNI T1)",
+    )
+    train.add_argument("images", nargs="*", help="training images of ONE modality (default: the built-in MNI T1)")
+    train.add_argument("--out", required=True, help="output folder for the model and its checkpoints")
+    train.add_argument("--name", default="evaluator", help="model name (file stem) (default: %(default)s)")
+    train.add_argument("--dim", type=int, choices=(2, 3), default=2, help="2D slices or 3D patches (default: %(default)s)")
+    train.add_argument("--architecture", choices=ARCHITECTURES, default="light", help="network (default: %(default)s)")
+    train.add_argument("--modality", default="T1", help="the modality of the training images (default: %(default)s)")
+    train.add_argument("--spacing", type=float, help="resample to this spacing in mm (default: 2 in 2D, 3 in 3D)")
+    train.add_argument("--patch-size", type=int, nargs="+", help="patch size in voxels (default: 96 96 / 64 64 64)")
+    train.add_argument("--batch-size", type=int, default=8, help="(default: %(default)s)")
+    train.add_argument("--iterations", type=int, default=2000, help="(default: %(default)s)")
+    train.add_argument("--max-minutes", type=float, help="stop after this many minutes and write the model")
+    train.add_argument("--learning-rate", type=float, default=1e-4, help="Adam learning rate (default: %(default)s)")
+    train.add_argument("--recipe", choices=RECIPES, default="ours", help="pair misalignments (default: %(default)s)")
+    train.add_argument("--aligned-fraction", type=float, default=0.25, help="share of aligned pairs, recipe 'ours' (default: %(default)s)")
+    train.add_argument("--validation-every", type=int, default=100, help="(default: %(default)s)")
+    train.add_argument("--checkpoint-every", type=int, default=200, help="(default: %(default)s)")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last")
+    train.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    train.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu (default: %(default)s)")
+    train.set_defaults(handler=_train_evaluator)
 
     demo = commands.add_parser("demo", help="run the main job on built-in data and write its outputs")
     demo.add_argument("--out", default="demo-output", help="output folder (default: %(default)s)")

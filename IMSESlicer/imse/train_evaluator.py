@@ -1,0 +1,342 @@
+"""Training the IMSE evaluator (stage 1) on images of ONE modality.
+
+Each step draws a batch ``x`` of patches (3D) or slices (2D) of the training images, two
+random spatial transforms ``T1``, ``T2`` (affine then elastic, :mod:`imse.spatial_augment`),
+and trains ``E([SR(x o T1), x o T2]) ~ (x o T2 - x o T1) / 2`` with an L1 loss, where ``SR`` is
+Shuffle Remap and its corruptions (:mod:`imse.remap`).
+
+Two recipes for the pair's misalignment:
+
+* ``paper``: ``T1`` and ``T2`` independent, as in the paper. The network never sees aligned or
+  nearly aligned pairs, which blurs the zero of ``|E|`` (see shared/FINDINGS.md).
+* ``ours`` (default): ``T2 = T1`` followed by a perturbation ``s * T'`` with ``s = 0`` for a
+  fraction ``aligned_fraction`` of the pairs and ``s ~ U(0, 1)`` otherwise, so that aligned and
+  slightly misaligned pairs are common and the minimum at alignment is sharp.
+
+Runs on one device, or on several processes under ``torchrun`` (DistributedDataParallel with
+NCCL on GPUs, gloo on CPUs); rank 0 writes checkpoints and the model.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .device import resolve_device
+from .errors import ImageError
+from .field import compose
+from .geometry import Geometry
+from .image import Image, normalize_intensity, read_image, resample_to_spacing
+from .models import ModelCard, load_checkpoint, save_checkpoint, save_model
+from .networks import build_network
+from .remap import RemapAugmentation
+from .spatial_augment import apply_displacement, random_spatial_transform
+
+RECIPES = ("ours", "paper")
+HELD_OUT_FRACTION = 0.2  # central slab of a single training volume kept for validation
+
+
+@dataclass
+class EvaluatorTrainingConfig:
+    """Settings of :func:`train_evaluator` (the paper's optimiser settings are the defaults)."""
+
+    out: Path
+    name: str = "evaluator"
+    dim: int = 2
+    architecture: str = "light"
+    images: list[str] = field(default_factory=list)  # empty: the built-in MNI T1
+    modality: str = "T1"
+    spacing_mm: float | None = None  # resample the images to this spacing; default 2 (2D) / 3 (3D)
+    patch_size: tuple[int, ...] | None = None  # default (96, 96) / (64, 64, 64)
+    batch_size: int = 8
+    iterations: int = 2000
+    max_minutes: float | None = None
+    learning_rate: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    recipe: str = "ours"
+    aligned_fraction: float = 0.25
+    validation_pairs: int = 32
+    validation_every: int = 100
+    checkpoint_every: int = 200
+    resume: bool = False
+    seed: int = 0
+    device: str = "auto"
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.dim not in (2, 3):
+            raise ImageError(f"dim must be 2 or 3, got {self.dim}.")
+        if self.recipe not in RECIPES:
+            raise ImageError(f"Unknown recipe '{self.recipe}'; choose one of {list(RECIPES)}.")
+        if not 0.0 <= self.aligned_fraction <= 1.0:
+            raise ImageError("aligned_fraction must lie between 0 and 1.")
+        self.spacing_mm = self.spacing_mm or (2.0 if self.dim == 2 else 3.0)
+        self.patch_size = tuple(self.patch_size or ((96, 96) if self.dim == 2 else (64, 64, 64)))
+        if len(self.patch_size) != self.dim:
+            raise ImageError(f"patch_size needs {self.dim} values for a {self.dim}D evaluator, got {self.patch_size}.")
+        self.command = self.command or shlex.join(sys.argv)
+
+
+def load_training_volumes(config: EvaluatorTrainingConfig) -> tuple[list[Image], str]:
+    """The training images at the configured spacing, and a description of where they came from."""
+    from .data import load_mni_atlas
+
+    if not config.images:
+        atlas = load_mni_atlas(config.spacing_mm)
+        return [atlas.t1], f"built-in MNI ICBM152 2009a T1 (nilearn) at {config.spacing_mm} mm"
+    volumes = [resample_to_spacing(read_image(path), config.spacing_mm) for path in config.images]
+    return volumes, f"{len(volumes)} image file(s): " + ", ".join(str(p) for p in config.images)
+
+
+class PatchSampler:
+    """Random patches (3D) or slices cropped to patches (2D, along any of the three axes of a
+    volume) from normalised volumes, centred where there is foreground. Sizes smaller than the
+    patch are padded with -1 (the background of a [-1, 1] image)."""
+
+    def __init__(self, volumes: list[torch.Tensor], patch_size: tuple[int, ...], generator: torch.Generator) -> None:
+        self.volumes = volumes
+        self.patch_size = patch_size
+        self.generator = generator
+        self.foreground = [torch.nonzero(volume > -0.9) for volume in volumes]
+        for index, points in enumerate(self.foreground):
+            if len(points) == 0:
+                raise ImageError(f"Training image {index + 1} has no foreground above its background level.")
+
+    def _randint(self, high: int) -> int:
+        return int(torch.randint(high, (1,), generator=self.generator))
+
+    def sample(self, batch: int) -> torch.Tensor:
+        """A batch ``[batch, 1, *patch_size]`` in [-1, 1]."""
+        return torch.stack([self._one() for _ in range(batch)])[:, None]
+
+    def _one(self) -> torch.Tensor:
+        which = self._randint(len(self.volumes))
+        volume, points = self.volumes[which], self.foreground[which]
+        centre = points[self._randint(len(points))].tolist()
+        if len(self.patch_size) == 2 and volume.ndim == 3:
+            axis = self._randint(3)
+            volume = volume.select(axis, centre[axis])
+            centre = centre[:axis] + centre[axis + 1 :]
+        starts = [c - p // 2 for c, p in zip(centre, self.patch_size)]
+        return _crop_with_padding(volume, starts, self.patch_size)
+
+
+def _crop_with_padding(volume: torch.Tensor, starts: list[int], size: tuple[int, ...]) -> torch.Tensor:
+    """The window ``starts + size`` of ``volume``; parts outside the volume are -1."""
+    source = tuple(slice(max(s, 0), min(s + n, extent)) for s, n, extent in zip(starts, size, volume.shape))
+    target = tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(source, starts))
+    patch = torch.full(size, -1.0, dtype=volume.dtype, device=volume.device)
+    patch[target] = volume[source]
+    return patch
+
+
+def make_training_pair(
+    x: torch.Tensor,
+    recipe: str,
+    aligned_fraction: float,
+    remap: RemapAugmentation,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Network input ``[SR(x o T1), x o T2]`` ``[N, 2, *S]`` and target ``(x o T2 - x o T1) / 2``
+    ``[N, 1, *S]`` for a batch ``x`` ``[N, 1, *S]`` in [-1, 1] (see the module docstring)."""
+    shape, batch, device = tuple(x.shape[2:]), x.shape[0], x.device
+    first = random_spatial_transform(shape, batch, generator, device)
+    if recipe == "paper":
+        second = random_spatial_transform(shape, batch, generator, device)
+    else:
+        strength = torch.rand(batch, generator=generator, device=device)
+        strength = torch.where(torch.rand(batch, generator=generator, device=device) < aligned_fraction, 0.0, strength)
+        perturbation = random_spatial_transform(shape, batch, generator, device) * strength.view(-1, *([1] * (x.ndim - 1)))
+        second = compose(perturbation, first, Geometry.identity(len(shape)))  # T1, then the perturbation
+    x1 = apply_displacement(x, first)
+    x2 = apply_displacement(x, second)
+    return torch.cat([remap(x1, generator), x2], 1), (x2 - x1) / 2.0
+
+
+def _distributed_rank() -> tuple[int, int]:
+    """(rank, world size) under torchrun, else (0, 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return (int(os.environ.get("RANK", "0")), world) if world > 1 else (0, 1)
+
+
+def train_evaluator(
+    config: EvaluatorTrainingConfig,
+    progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Path | None:
+    """Train an evaluator as ``config`` says; returns the weights path (rank 0) or ``None``.
+
+    ``progress(step, total, values)`` is called after each step with the running training loss
+    (and the latest validation loss); ``should_stop()`` is polled each step and ends training
+    early (the checkpoint then stays, the model is not written). Checkpoints go to
+    ``out/checkpoints/last.*`` every ``checkpoint_every`` steps; ``resume`` continues from it.
+    """
+    rank, world = _distributed_rank()
+    device = resolve_device(config.device)
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        return _train(config, device, rank, world, progress, should_stop)
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+
+
+def _train(config, device, rank, world, progress, should_stop) -> Path | None:
+    torch.manual_seed(config.seed)  # identical initial weights on every rank
+    volumes, data_description = load_training_volumes(config)
+    tensors = [torch.from_numpy(normalize_intensity(v).array).to(device) for v in volumes]
+    training, validation = _split_held_out(tensors)
+
+    network = build_network(config.architecture, config.dim).to(device)
+    model = torch.nn.parallel.DistributedDataParallel(network) if world > 1 else network
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate, betas=config.betas)
+    generator = torch.Generator(device=device).manual_seed(config.seed * 1000 + rank)
+    remap = RemapAugmentation()
+    sampler = PatchSampler(training, config.patch_size, generator)
+    validation_set = _validation_set(validation, config, remap, device)
+
+    checkpoint = config.out / "checkpoints" / "last"
+    step, elapsed, history = 0, 0.0, []
+    if config.resume:
+        if not checkpoint.with_suffix(".json").exists():
+            raise ImageError(f"Nothing to resume: no checkpoint at '{checkpoint}.json'.")
+        state = load_checkpoint(checkpoint, device)
+        network.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"].cpu())
+        step, elapsed, history = state["step"], state["elapsed"], state["history"]
+
+    running, validation_loss = None, math.nan
+    started = time.perf_counter() - elapsed
+    bar = tqdm(total=config.iterations, initial=step, disable=rank != 0, unit="it", desc=f"training {config.name}")
+    cancelled = False
+    while step < config.iterations:
+        if should_stop is not None and should_stop():
+            cancelled = True
+            break
+        if config.max_minutes is not None and time.perf_counter() - started > 60 * config.max_minutes:
+            break  # the time budget ends training normally: the model is written
+        inputs, target = make_training_pair(sampler.sample(config.batch_size), config.recipe, config.aligned_fraction, remap, generator)
+        loss = F.l1_loss(model(inputs), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        if step % config.validation_every == 0 or step == config.iterations:
+            validation_loss = _validation_loss(network, validation_set)
+            history.append({"step": step, "train_l1": running, "validation_l1": validation_loss, "seconds": time.perf_counter() - started})
+        bar.update(1)
+        bar.set_postfix(loss=f"{running:.4f}", validation=f"{validation_loss:.4f}")
+        if progress:
+            progress(step, config.iterations, {"loss": running, "validation": validation_loss})
+        if rank == 0 and step % config.checkpoint_every == 0:
+            _save_training_state(checkpoint, network, optimizer, generator, step, time.perf_counter() - started, history)
+    bar.close()
+    elapsed = time.perf_counter() - started
+    if rank != 0:
+        return None
+    _save_training_state(checkpoint, network, optimizer, generator, step, elapsed, history)
+    if cancelled:
+        return None
+    if not history or history[-1]["step"] != step:
+        validation_loss = _validation_loss(network, validation_set)
+        history.append({"step": step, "train_l1": running, "validation_l1": validation_loss, "seconds": elapsed})
+    card = ModelCard(
+        name=config.name,
+        task="evaluator",
+        architecture=config.architecture,
+        dim=config.dim,
+        modality=config.modality,
+        normalization={"method": "percentile", "percentiles": [0.5, 99.5], "range": [-1.0, 1.0]},
+        patch_size=list(config.patch_size),
+        spacing_mm=config.spacing_mm,
+        training={
+            "command": config.command,
+            "data": data_description,
+            "recipe": config.recipe,
+            "aligned_fraction": config.aligned_fraction,
+            "iterations": step,
+            "batch_size": config.batch_size * world,
+            "processes": world,
+            "seconds": round(elapsed, 1),
+            "device": str(device),
+            "seed": config.seed,
+            "final_train_l1": running,
+            "final_validation_l1": history[-1]["validation_l1"],
+            "history": history,
+            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        },
+    )
+    return save_model(network, card, config.out)
+
+
+def _split_held_out(volumes: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Training and validation volumes: with several images the last is held out; with one, a
+    central slab of ``HELD_OUT_FRACTION`` of its first array axis (axial slices through the
+    middle of a brain) is held out and the parts below and above it are trained on."""
+    if len(volumes) > 1:
+        return volumes[:-1], volumes[-1:]
+    volume = volumes[0]
+    low, high = held_out_slab(volume.shape[0])
+    if low < 1 or high >= volume.shape[0]:
+        raise ImageError("The training image is too small to hold out a validation part; give at least two images.")
+    return [volume[:low], volume[high:]], [volume[low:high]]
+
+
+def held_out_slab(length: int) -> tuple[int, int]:
+    """First and last-plus-one index of the held-out central slab along an axis of ``length``."""
+    low = int(round(length * (0.5 - HELD_OUT_FRACTION / 2)))
+    return low, low + max(int(round(length * HELD_OUT_FRACTION)), 1)
+
+
+def _validation_set(volumes, config, remap, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Fixed validation pairs (same seed every run, so losses compare across runs)."""
+    generator = torch.Generator(device=device).manual_seed(12345)
+    sampler = PatchSampler(volumes, config.patch_size, generator)
+    pairs = []
+    for start in range(0, config.validation_pairs, config.batch_size):
+        count = min(config.batch_size, config.validation_pairs - start)
+        pairs.append(make_training_pair(sampler.sample(count), config.recipe, config.aligned_fraction, remap, generator))
+    return pairs
+
+
+def _validation_loss(network: torch.nn.Module, pairs) -> float:
+    was_training = network.training
+    network.eval()
+    with torch.no_grad():
+        losses = [F.l1_loss(network(inputs), target, reduction="sum").item() for inputs, target in pairs]
+        count = sum(target.numel() for _, target in pairs)
+    network.train(was_training)
+    return float(np.sum(losses) / count)
+
+
+def _save_training_state(path, network, optimizer, generator, step, elapsed, history) -> None:
+    save_checkpoint(
+        path,
+        {
+            "model": network.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(),
+            "step": step,
+            "elapsed": elapsed,
+            "history": history,
+        },
+    )
