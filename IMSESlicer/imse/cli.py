@@ -66,6 +66,52 @@ def _train_evaluator(args: argparse.Namespace) -> None:
         print(f"model written: {weights} (card: {weights.with_suffix('.json')})")
 
 
+def _load_evaluator(args: argparse.Namespace, dim: int):
+    from .device import resolve_device
+    from .evaluator import Evaluator
+
+    return Evaluator.load(args.model, dim=dim, device=str(resolve_device(args.device)))
+
+
+def _error_map(args: argparse.Namespace) -> None:
+    import json
+
+    from .image import read_image, write_image
+
+    fixed, moving = read_image(args.fixed), read_image(args.moving)
+    mask = read_image(args.mask).array > 0.5 if args.mask else None
+    result = _load_evaluator(args, fixed.dim).error_map(fixed, moving, reference=args.reference, mask=mask, tile=args.tile)
+    out = Path(args.out)
+    write_image(result.magnitude, out)
+    statistics_path = out.with_name(out.name.split(".")[0] + "-statistics.json")
+    statistics_path.write_text(json.dumps(result.statistics, indent=2))
+    for region, values in result.statistics.items():
+        print(f"{region}: " + ", ".join(f"{key} {value:.4f}" for key, value in values.items()))
+    print(f"error map written: {out} (statistics: {statistics_path})")
+
+
+def _translate(args: argparse.Namespace) -> None:
+    from .image import read_image, write_image
+
+    source, reference = read_image(args.source), read_image(args.reference)
+    translated = _load_evaluator(args, source.dim).translate(source, reference, tile=args.tile)
+    print(f"translation written: {write_image(translated, args.out)}")
+
+
+def _models(args: argparse.Namespace) -> None:
+    from .models import list_models, model_directories
+
+    print("model folders: " + ", ".join(str(folder) for folder in model_directories()))
+    for weights, card in list_models():
+        print(f"{card.name}: {card.task}, {card.dim}D {card.architecture}, modality {card.modality}, {card.spacing_mm} mm ({weights})")
+
+
+def _add_evaluator_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="evaluator name or path (default: the first installed one of the image's dimension)")
+    parser.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu (default: %(default)s)")
+    parser.add_argument("--tile", type=int, default=128, help="tile size in voxels for large volumes (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imse",
@@ -101,6 +147,30 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     train.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu (default: %(default)s)")
     train.set_defaults(handler=_train_evaluator)
+
+    error_map = commands.add_parser("error-map", help="IMSE spatial-error map |E| of two images, on the fixed grid")
+    error_map.add_argument("fixed", help="fixed image")
+    error_map.add_argument("moving", help="moving image (resampled onto the fixed grid)")
+    error_map.add_argument("--out", required=True, help="output image of |E| (e.g. error.nii.gz); statistics go beside it")
+    error_map.add_argument(
+        "--reference",
+        choices=("fixed", "moving"),
+        default="fixed",
+        help="which image is in the evaluator's trained modality (default: %(default)s)",
+    )
+    error_map.add_argument("--mask", help="mask on the fixed grid for in-mask statistics")
+    _add_evaluator_options(error_map)
+    error_map.set_defaults(handler=_error_map)
+
+    translate = commands.add_parser("translate", help="reference-guided translation: SOURCE's layout in REFERENCE's modality")
+    translate.add_argument("source", help="image whose spatial layout is wanted")
+    translate.add_argument("reference", help="image in the modality wanted (the evaluator's trained modality)")
+    translate.add_argument("--out", required=True, help="output image, on the source's grid")
+    _add_evaluator_options(translate)
+    translate.set_defaults(handler=_translate)
+
+    models = commands.add_parser("models", help="list the installed models and where they are looked for")
+    models.set_defaults(handler=_models)
 
     demo = commands.add_parser("demo", help="run the main job on built-in data and write its outputs")
     demo.add_argument("--out", default="demo-output", help="output folder (default: %(default)s)")

@@ -43,12 +43,13 @@ def predict_tiled(
     other: torch.Tensor,
     reference: torch.Tensor,
     tile: int = 96,
-    overlap: int = 32,
+    overlap: int | None = None,
 ) -> torch.Tensor:
     """:func:`predict` by overlapping tiles of ``tile`` voxels per axis, for volumes too large
     for memory at once. Voxels near a tile's inner edges (which saw padding instead of the
     neighbouring image) get no weight, and the weight then rises linearly, so there are no
-    seams. Gradients are not tracked."""
+    seams. ``overlap`` defaults to a quarter of the tile. Gradients are not tracked."""
+    overlap = tile // 4 if overlap is None else overlap
     if tile <= overlap or overlap < 4:
         raise ImageError(f"The tile size ({tile}) must exceed the overlap ({overlap}), which must be at least 4.")
     spatial = other.shape[2:]

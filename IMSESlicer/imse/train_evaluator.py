@@ -143,6 +143,25 @@ def _crop_with_padding(volume: torch.Tensor, starts: list[int], size: tuple[int,
     return patch
 
 
+def pair_displacements(
+    shape: tuple[int, ...],
+    batch: int,
+    recipe: str,
+    aligned_fraction: float,
+    generator: torch.Generator,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two random transforms ``T1``, ``T2`` of a batch of pairs, in voxels
+    ``[batch, dim, *shape]`` each (see the module docstring for the recipes)."""
+    first = random_spatial_transform(shape, batch, generator, device)
+    if recipe == "paper":
+        return first, random_spatial_transform(shape, batch, generator, device)
+    strength = torch.rand(batch, generator=generator, device=device)
+    strength = torch.where(torch.rand(batch, generator=generator, device=device) < aligned_fraction, 0.0, strength)
+    perturbation = random_spatial_transform(shape, batch, generator, device) * strength.view(-1, *([1] * (len(shape) + 1)))
+    return first, compose(perturbation, first, Geometry.identity(len(shape)))  # T1, then the perturbation
+
+
 def make_training_pair(
     x: torch.Tensor,
     recipe: str,
@@ -152,15 +171,7 @@ def make_training_pair(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Network input ``[SR(x o T1), x o T2]`` ``[N, 2, *S]`` and target ``(x o T2 - x o T1) / 2``
     ``[N, 1, *S]`` for a batch ``x`` ``[N, 1, *S]`` in [-1, 1] (see the module docstring)."""
-    shape, batch, device = tuple(x.shape[2:]), x.shape[0], x.device
-    first = random_spatial_transform(shape, batch, generator, device)
-    if recipe == "paper":
-        second = random_spatial_transform(shape, batch, generator, device)
-    else:
-        strength = torch.rand(batch, generator=generator, device=device)
-        strength = torch.where(torch.rand(batch, generator=generator, device=device) < aligned_fraction, 0.0, strength)
-        perturbation = random_spatial_transform(shape, batch, generator, device) * strength.view(-1, *([1] * (x.ndim - 1)))
-        second = compose(perturbation, first, Geometry.identity(len(shape)))  # T1, then the perturbation
+    first, second = pair_displacements(tuple(x.shape[2:]), x.shape[0], recipe, aligned_fraction, generator, x.device)
     x1 = apply_displacement(x, first)
     x2 = apply_displacement(x, second)
     return torch.cat([remap(x1, generator), x2], 1), (x2 - x1) / 2.0
@@ -224,6 +235,9 @@ def _train(config, device, rank, world, progress, should_stop) -> Path | None:
         step, elapsed, history = state["step"], state["elapsed"], state["history"]
 
     running, validation_loss = None, math.nan
+    if not history:  # the untrained network's loss: the yardstick for what training achieved
+        validation_loss = _validation_loss(network, validation_set)
+        history.append({"step": 0, "train_l1": None, "validation_l1": validation_loss, "seconds": 0.0})
     started = time.perf_counter() - elapsed
     bar = tqdm(total=config.iterations, initial=step, disable=rank != 0, unit="it", desc=f"training {config.name}")
     cancelled = False

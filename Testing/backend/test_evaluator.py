@@ -1,0 +1,109 @@
+"""Error maps and translation with geometry: outputs on the right grid, statistics, masks,
+model choice, and the command line. The network here is untrained (geometry and plumbing
+do not depend on its weights); what the shipped weights measure is in test_shipped_models.py."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from imse.cli import main
+from imse.data import make_pair
+from imse.errors import ImageError
+from imse.evaluator import Evaluator
+from imse.geometry import Geometry
+from imse.image import Image, read_image, resample_to, write_image
+from imse.models import ModelCard, load_model, save_model
+from imse.networks import build_network
+
+
+@pytest.fixture(scope="module")
+def untrained_models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    for dim in (2, 3):
+        torch.manual_seed(dim)
+        card = ModelCard(f"untrained-{dim}d", "evaluator", "light", dim, "T1", {"percentiles": [0.5, 99.5]}, [32] * dim, float(dim))
+        save_model(build_network("light", dim), card, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def pair_2d():
+    return make_pair(dim=2, moving_contrast="pd", seed=5)
+
+
+def evaluator(folder, dim):
+    return Evaluator(load_model(folder / f"untrained-{dim}d.safetensors"))
+
+
+def test_error_map_lies_on_the_fixed_grid_with_statistics(untrained_models, pair_2d):
+    result = evaluator(untrained_models, 2).error_map(pair_2d.fixed, pair_2d.moving, mask=pair_2d.fixed_labels.array > 0)
+    assert result.magnitude.geometry == pair_2d.fixed.geometry and result.magnitude.shape == pair_2d.fixed.shape
+    assert result.magnitude.array.min() >= 0
+    assert set(result.statistics) == {"image", "mask"}
+    assert result.statistics["image"]["max"] >= result.statistics["image"]["p95"] >= result.statistics["image"]["median"]
+
+
+def test_moving_image_on_another_grid_is_resampled_first(untrained_models, pair_2d):
+    """A moving image given on a finer, shifted grid gives the map of the same content."""
+    model = evaluator(untrained_models, 2)
+    finer = Geometry((1.0, 1.0), tuple(np.array(pair_2d.fixed.geometry.origin) - 3.0 * np.diag(pair_2d.fixed.geometry.direction_matrix)), pair_2d.fixed.geometry.direction)
+    moving_fine = resample_to(pair_2d.moving, Image(np.zeros((240, 180)), finer))
+    direct = model.error_map(pair_2d.fixed, pair_2d.moving).magnitude.array
+    via_fine = model.error_map(pair_2d.fixed, moving_fine).magnitude.array
+    inside = pair_2d.fixed_labels.array > 0
+    assert np.corrcoef(direct[inside], via_fine[inside])[0, 1] > 0.9
+
+
+def test_images_at_another_spacing_are_evaluated_at_the_model_spacing(untrained_models):
+    pair = make_pair(dim=2, spacing_mm=1.0, seed=2)  # model trained at 2 mm
+    result = evaluator(untrained_models, 2).error_map(pair.fixed, pair.moving)
+    assert result.magnitude.geometry == pair.fixed.geometry
+
+
+def test_reference_choice_swaps_the_channels(untrained_models, pair_2d):
+    model = evaluator(untrained_models, 2)
+    as_fixed = model.error_map(pair_2d.fixed, pair_2d.moving, reference="fixed").magnitude.array
+    as_moving = model.error_map(pair_2d.fixed, pair_2d.moving, reference="moving").magnitude.array
+    assert not np.allclose(as_fixed, as_moving)
+    with pytest.raises(ImageError, match="reference must be"):
+        model.error_map(pair_2d.fixed, pair_2d.moving, reference="both")
+
+
+def test_translation_keeps_the_source_grid_and_the_reference_range(untrained_models, pair_2d):
+    translated = evaluator(untrained_models, 2).translate(pair_2d.moving, pair_2d.fixed)
+    assert translated.geometry == pair_2d.moving.geometry
+    low, high = np.percentile(pair_2d.fixed.array, [0.5, 99.5])
+    assert low - 1e-3 <= translated.array.min() and translated.array.max() <= high + 1e-3
+
+
+def test_dimension_mismatch_and_missing_models_are_clear(untrained_models, pair_2d, monkeypatch, tmp_path):
+    volume_pair = make_pair(dim=3, spacing_mm=6.0, seed=1)
+    with pytest.raises(ImageError, match="is 2D but the image is 3D"):
+        evaluator(untrained_models, 2).error_map(volume_pair.fixed, volume_pair.moving)
+    monkeypatch.setenv("IMSE_MODEL_DIR", str(tmp_path))
+    monkeypatch.setattr("imse.models.model_directories", lambda: [tmp_path])
+    with pytest.raises(ImageError, match="No 3D evaluator is installed"):
+        Evaluator.load(dim=3)
+
+
+def test_3d_error_map_by_tiles_matches_the_grid(untrained_models):
+    pair = make_pair(dim=3, spacing_mm=3.0, seed=4)
+    result = evaluator(untrained_models, 3).error_map(pair.fixed, pair.moving, tile=32)
+    assert result.magnitude.shape == pair.fixed.shape and np.isfinite(result.magnitude.array).all()
+
+
+def test_command_line_error_map_and_translation(untrained_models, pair_2d, tmp_path, capsys):
+    fixed = write_image(pair_2d.fixed, tmp_path / "fixed.nrrd")
+    moving = write_image(pair_2d.moving, tmp_path / "moving.nii.gz")
+    model = str(untrained_models / "untrained-2d.safetensors")
+    assert main(["error-map", str(fixed), str(moving), "--out", str(tmp_path / "error.nii.gz"), "--model", model, "--device", "cpu"]) == 0
+    error = read_image(tmp_path / "error.nii.gz")
+    assert error.geometry.isclose(pair_2d.fixed.geometry)
+    assert json.loads((tmp_path / "error-statistics.json").read_text())["image"]["mean"] >= 0
+    assert main(["translate", str(moving), str(fixed), "--out", str(tmp_path / "translated.mha"), "--model", model]) == 0
+    assert read_image(tmp_path / "translated.mha").geometry.isclose(pair_2d.moving.geometry)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["error-map", str(fixed), str(tmp_path / "missing.nii.gz"), "--out", str(tmp_path / "e.nii.gz"), "--model", model])
+    assert exit_info.value.code == 2 and "No such file" in capsys.readouterr().err
