@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(VENV)/bin/imse demo --out demo-output
 
 bench: $(STAMP)
-	$(PY) -m imse.bench --out bench-output
+	$(PY) Testing/bench/run.py --out bench-output
 
 clean:
 	rm -rf $(VENV) demo-output bench-output test-output

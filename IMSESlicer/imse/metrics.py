@@ -343,3 +343,26 @@ def ssim(
         (mean_p**2 + mean_t**2 + c1) * (variance_p + variance_t + c2)
     )
     return float(ssim_map[region].mean())
+
+
+def normalized_cross_correlation(first: Image, second: Image, mask: Image | np.ndarray | None = None) -> float:
+    """Global Pearson correlation of the intensities of two images on one grid over ``mask``:
+    1 for an increasing affine intensity relation, -1 for a decreasing one."""
+    a, b, region = _intensity_pair(first, second, mask)
+    a, b = a[region] - a[region].mean(), b[region] - b[region].mean()
+    denominator = np.sqrt((a * a).sum() * (b * b).sum())
+    if denominator == 0:
+        raise ImageError("Correlation is undefined for a constant image (inside the mask).")
+    return float((a * b).sum() / denominator)
+
+
+def mutual_information(first: Image, second: Image, mask: Image | np.ndarray | None = None, bins: int = 32) -> float:
+    """Mutual information (nats) of the intensities of two images on one grid over ``mask``,
+    from a joint histogram of ``bins`` x ``bins`` equal-width bins spanning each image's range.
+    Equals the entropy of the binned image for identical images; near 0 for independent ones."""
+    a, b, region = _intensity_pair(first, second, mask)
+    joint, _, _ = np.histogram2d(a[region], b[region], bins=bins)
+    joint /= joint.sum()
+    outer = joint.sum(1, keepdims=True) * joint.sum(0, keepdims=True)
+    nonzero = joint > 0
+    return float((joint[nonzero] * np.log(joint[nonzero] / outer[nonzero])).sum())

@@ -6,7 +6,8 @@
   without affine parameters, reflection padding in 2D and replication padding in 3D.
   About 11 M parameters in 2D.
 * ``light``: our U-Net (channels 16-32-64-128 in 2D and 12-24-48-96 in 3D by default, two
-  3x3 convolutions per level,
+  3x3 convolutions per level, a zero-initialised 1x1 head over the last features and the raw
+  inputs,
   instance normalisation, LeakyReLU, max-pool down, linear upsampling, tanh), under a tenth of
   the paper's multiply-adds at the same input size (see :func:`count_multiply_adds`).
 
@@ -111,21 +112,26 @@ class LightUNet(nn.Module):
         self.decoders = nn.ModuleList(
             _DoubleConv(dim, channels[level + 1] + channels[level], channels[level]) for level in reversed(range(len(channels) - 1))
         )
-        self.head = _conv(dim)(channels[0], out_channels, 1)
+        # The head sees the raw inputs beside the features: instance normalisation discards the
+        # absolute intensities that the output (an intensity difference) is made of. It starts
+        # at zero, so an untrained network predicts "aligned" rather than noise.
+        self.head = _conv(dim)(channels[0] + in_channels, out_channels, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
         self.activation = {"tanh": nn.Tanh(), "sigmoid": nn.Sigmoid(), "none": nn.Identity()}[final_activation]
 
     @property
     def size_multiple(self) -> int:
         return 2 ** (len(self.encoders) - 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if any(size % self.size_multiple for size in x.shape[2:]):
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if any(size % self.size_multiple for size in inputs.shape[2:]):
             raise ImageError(
-                f"LightUNet needs spatial sizes divisible by {self.size_multiple}, got {tuple(x.shape[2:])}: "
+                f"LightUNet needs spatial sizes divisible by {self.size_multiple}, got {tuple(inputs.shape[2:])}: "
                 "pad the input with imse.networks.pad_to_multiple."
             )
         pool = F.max_pool2d if self.dim == 2 else F.max_pool3d
-        skips = []
+        x, skips = inputs, []
         for level, encoder in enumerate(self.encoders):
             x = encoder(x if level == 0 else pool(x, 2))
             skips.append(x)
@@ -134,7 +140,7 @@ class LightUNet(nn.Module):
         for decoder in self.decoders:
             skip = skips.pop()
             x = decoder(torch.cat([F.interpolate(x, size=skip.shape[2:], mode=mode, align_corners=False), skip], 1))
-        return self.activation(self.head(x))
+        return self.activation(self.head(torch.cat([x, inputs], 1)))
 
 
 def build_network(architecture: str, dim: int, in_channels: int = 2, out_channels: int = 1) -> nn.Module:

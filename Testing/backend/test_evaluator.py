@@ -24,7 +24,9 @@ def untrained_models(tmp_path_factory):
     for dim in (2, 3):
         torch.manual_seed(dim)
         card = ModelCard(f"untrained-{dim}d", "evaluator", "light", dim, "T1", {"percentiles": [0.5, 99.5]}, [32] * dim, float(dim))
-        save_model(build_network("light", dim), card, folder)
+        network = build_network("light", dim)
+        torch.nn.init.normal_(network.head.weight, std=0.2)  # the zero-initialised head would output 0
+        save_model(network, card, folder)
     return folder
 
 

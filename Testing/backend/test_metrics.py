@@ -365,3 +365,22 @@ def test_intensity_metrics_reject_bad_inputs():
         metrics.ssim(truth, truth, mask=truth.with_array(np.zeros((20, 20), np.float32)))
     with pytest.raises(ImageError, match="single-valued"):
         metrics.nmae(truth.with_array(np.zeros((20, 20, 2), np.float32)), truth)
+
+
+def test_global_correlation_and_mutual_information_known_answers():
+    from imse.metrics import mutual_information, normalized_cross_correlation
+
+    rng = np.random.default_rng(0)
+    geometry = Geometry.identity(2)
+    image = Image(rng.random((64, 64)), geometry)
+    assert normalized_cross_correlation(image, image.with_array(3 * image.array + 2)) == pytest.approx(1.0)
+    assert normalized_cross_correlation(image, image.with_array(-image.array)) == pytest.approx(-1.0)
+    levels = Image(rng.integers(0, 4, (64, 64)).astype(float), geometry)  # four equally likely values
+    assert mutual_information(levels, levels, bins=4) == pytest.approx(np.log(4), abs=0.01)
+    remapped = levels.with_array(np.array([3.0, 0.0, 2.0, 1.0])[levels.array.astype(int)])  # non-monotone
+    assert mutual_information(levels, remapped, bins=4) == pytest.approx(np.log(4), abs=0.01)
+    assert abs(normalized_cross_correlation(levels, remapped)) < 0.5  # NCC misses it, MI does not
+    independent = Image(rng.random((64, 64)), geometry)
+    assert mutual_information(image, independent, bins=8) < 0.05
+    with pytest.raises(ImageError, match="constant"):
+        normalized_cross_correlation(image, image.with_array(np.ones((64, 64))))

@@ -21,6 +21,16 @@ def test_networks_keep_spatial_size_and_output_range(architecture, dim, shape):
     assert output.abs().max() <= 1.0  # tanh
 
 
+@pytest.mark.parametrize("dim", [2, 3])
+def test_untrained_light_network_says_aligned_and_its_head_sees_the_raw_inputs(dim):
+    network = build_network("light", dim)
+    x = torch.randn(2, 2, *([16] * dim))
+    assert torch.equal(network(x), torch.zeros(2, 1, *([16] * dim)))  # zero-initialised head
+    with torch.no_grad():
+        network.head.weight[0, -2:] = torch.tensor([-0.5, 0.5]).view(2, *([1] * dim))  # (ch1 - ch0) / 2
+    assert torch.allclose(network(x), torch.tanh((x[:, 1:] - x[:, :1]) / 2), atol=1e-6)
+
+
 @pytest.mark.parametrize("dim, shape", [(2, (1, 2, 240, 240)), (3, (1, 2, 48, 128, 128))])
 def test_light_network_costs_under_a_tenth_of_the_paper(dim, shape):
     light = count_multiply_adds(build_network("light", dim), shape)

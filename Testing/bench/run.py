@@ -1,0 +1,26 @@
+"""`make bench`: every benchmark, each writing Markdown and CSV under bench-output/.
+
+Speed figures are medians and ratios against a peer measured in the same run; the machine
+is printed with them.
+"""
+
+import argparse
+import platform
+from pathlib import Path
+
+import torch
+
+import bench_evaluator
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default="bench-output")
+    args = parser.parse_args()
+    out = Path(args.out)
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, CUDA: {torch.cuda.is_available()}")
+    print(bench_evaluator.run(out / "evaluator"))
+
+
+if __name__ == "__main__":
+    main()
