@@ -25,6 +25,9 @@ from .metrics import summarize
 from .models import LoadedModel, find_model, list_models, load_model
 from .networks import pad_to_multiple, size_multiple
 
+#: The shipped evaluators used when none is named (see Resources/Models).
+DEFAULT_EVALUATORS = {2: "mni-t1-light-2d", 3: "mni-t1-light-3d"}
+
 
 def predict(network: torch.nn.Module, other: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Signed evaluator output ``E([other, reference])``, ``[N, 1, *spatial]``, for inputs
@@ -105,13 +108,14 @@ class Evaluator:
 
     @classmethod
     def load(cls, name_or_path: str | Path | None = None, dim: int = 3, device: str = "cpu") -> "Evaluator":
-        """Load an evaluator by path or registered name; by default the first registered
-        evaluator of dimension ``dim``."""
+        """Load an evaluator by path or registered name; by default the shipped
+        ``DEFAULT_EVALUATORS[dim]``, or else the first registered evaluator of dimension ``dim``."""
         if name_or_path is None:
             found = list_models(task="evaluator", dim=dim)
             if not found:
                 raise ImageError(f"No {dim}D evaluator is installed. Train one with 'imse train-evaluator'.")
-            path = found[0][0]
+            preferred = [weights for weights, card in found if card.name == DEFAULT_EVALUATORS[dim]]
+            path = (preferred or [found[0][0]])[0]
         else:
             path = find_model(name_or_path, task="evaluator")
         return cls(load_model(path, device))
