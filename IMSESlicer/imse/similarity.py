@@ -1,0 +1,786 @@
+"""Image similarity losses for registration: one interface for every measure.
+
+Every loss compares a ``fixed`` and a ``moving`` tensor ``[N, 1, *spatial]`` (2D ``(H, W)`` or
+3D ``(D, H, W)``, the same shape, floating point) and returns a **dissimilarity** to minimise:
+lower means more similar. Each is a stateless function and a thin :class:`torch.nn.Module`
+with the same options, whose ``forward(fixed, moving, mask=None)`` calls it, so that the
+registration engine can treat all of them alike (:func:`build_similarity`).
+
+* ``mask``: optional voxel weights ``[N, 1, *spatial]`` (or ``[1, 1, *spatial]``, shared by the
+  batch), boolean or floating point, >= 0. A loss is the mask-weighted mean of its voxelwise
+  terms (for MI: of the voxels' contributions to the joint histogram). A mask that selects
+  no voxel of some sample raises :class:`~imse.errors.ImageError`.
+* ``reduction``: ``"mean"`` (over the batch, a scalar), ``"sum"`` (a scalar) or ``"none"``
+  (one value per sample, ``[N]``).
+* Windows, patches and shifts are in voxels of the tensors' grid: the engine evaluates the
+  losses on its working grid, whose spacing it chooses.
+* Bad shapes and unknown options raise :class:`~imse.errors.ImageError` naming the valid
+  choices.
+
+Which loss for which pair (the names of :data:`SIMILARITIES`):
+
+=========  =============================  ===============================================
+name       modalities                     value at perfect alignment
+=========  =============================  ===============================================
+``mse``    same, same intensity scale     0
+``mae``    same, same intensity scale     0
+``ncc``    linearly related intensities   -1 (increasing relation)
+``lncc``   locally linearly related       near -1 in textured regions, 0 in flat ones
+``mi``     any (statistical dependence)   -MI (or -NMI): as low as the images allow
+``mind``   any (local structure)          0
+``imse``   any (learned evaluator)        0 for a perfect evaluator
+=========  =============================  ===============================================
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .errors import ImageError
+
+REDUCTIONS = ("mean", "sum", "none")
+KERNELS = ("box", "gaussian")
+PARZEN_WINDOWS = ("bspline", "gaussian")
+MIND_DISTANCES = ("l2", "l1")
+REFERENCES = ("fixed", "moving")
+#: Tolerance on the [-1, 1] range that the evaluator's inputs must respect.
+IMSE_RANGE_TOLERANCE = 1e-3
+
+# --------------------------------------------------------------------------------------------
+# Shared checks and helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _check_pair(fixed: torch.Tensor, moving: torch.Tensor) -> int:
+    """Check two images ``[N, 1, *spatial]`` of one shape; returns the spatial dimension."""
+    for name, image in (("fixed", fixed), ("moving", moving)):
+        if not isinstance(image, torch.Tensor):
+            raise ImageError(f"The {name} image must be a torch tensor [N, 1, *spatial], got {type(image).__name__}.")
+        if image.ndim not in (4, 5) or image.shape[1] != 1:
+            raise ImageError(
+                f"The {name} image must be a tensor [N, 1, H, W] (2D) or [N, 1, D, H, W] (3D) with one "
+                f"channel; got shape {tuple(image.shape)}."
+            )
+        if not image.is_floating_point():
+            raise ImageError(f"The {name} image must hold floating-point intensities, got {image.dtype}.")
+    if fixed.shape != moving.shape:
+        raise ImageError(
+            f"The fixed and moving images must have the same shape (resample the moving image onto "
+            f"the fixed grid first); got {tuple(fixed.shape)} and {tuple(moving.shape)}."
+        )
+    if fixed.device != moving.device:
+        raise ImageError(f"The fixed and moving images are on different devices ({fixed.device}, {moving.device}).")
+    return fixed.ndim - 2
+
+
+def _check_mask(mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    """The mask as weights of ``like``'s dtype, ``[N or 1, 1, *spatial]``; raises ImageError for
+    a wrong shape or a sample whose mask selects no voxel."""
+    if mask is None:
+        return None
+    if not isinstance(mask, torch.Tensor):
+        raise ImageError(f"The mask must be a torch tensor [N, 1, *spatial], got {type(mask).__name__}.")
+    batch = like.shape[0]
+    if mask.ndim != like.ndim or mask.shape[1] != 1 or mask.shape[2:] != like.shape[2:] or mask.shape[0] not in (1, batch):
+        raise ImageError(
+            f"The mask must have shape [{batch} (or 1), 1, {', '.join(map(str, like.shape[2:]))}] like the "
+            f"images; got {tuple(mask.shape)}."
+        )
+    weights = mask.to(device=like.device, dtype=like.dtype)
+    totals = weights.flatten(1).sum(1)
+    if bool((totals <= 0).any()):
+        raise ImageError("The mask selects no voxel (in at least one sample): use a mask that covers the anatomy.")
+    return weights
+
+
+def _check_choice(value, choices: Sequence, name: str) -> None:
+    if value not in choices:
+        raise ImageError(f"Unknown {name} '{value}'; choose one of {list(choices)}.")
+
+
+def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return per_sample.mean()
+    if reduction == "sum":
+        return per_sample.sum()
+    return per_sample
+
+
+def _weighted_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Per-sample mean of ``values`` ``[N, C, *spatial]`` over channels and voxels, each voxel
+    weighted by ``mask`` ``[N or 1, 1, *spatial]``: ``[N]``."""
+    if mask is None:
+        return values.flatten(1).mean(1)
+    mask = mask.expand(values.shape[0], 1, *values.shape[2:])
+    return (values * mask).flatten(1).sum(1) / (mask.flatten(1).sum(1) * values.shape[1])
+
+
+def _as_sizes(value, dim: int, name: str) -> tuple[int, ...]:
+    """An int or one int per spatial axis (NumPy order) as a tuple of ``dim`` ints."""
+    sizes = (value,) * dim if isinstance(value, int) else tuple(value)
+    if len(sizes) != dim or not all(isinstance(v, int) for v in sizes):
+        raise ImageError(f"{name} must be an integer or {dim} integers (one per axis), got {value!r}.")
+    return sizes
+
+
+def _kernel_1d(kind: str, radius: int, like: torch.Tensor) -> torch.Tensor:
+    """A normalised 1D window of ``2 * radius + 1`` taps: ``box`` (uniform) or ``gaussian``
+    (sigma = radius / 2, so truncated at 2 sigma)."""
+    offsets = torch.arange(-radius, radius + 1, dtype=like.dtype, device=like.device)
+    if kind == "box" or radius == 0:
+        kernel = torch.ones_like(offsets)
+    else:
+        kernel = torch.exp(-0.5 * (offsets / (radius / 2.0)) ** 2)
+    return kernel / kernel.sum()
+
+
+def _separable_filter(x: torch.Tensor, kernels: Sequence[torch.Tensor], padding: str) -> torch.Tensor:
+    """Filter every channel of ``x`` ``[N, C, *spatial]`` with the product of 1D ``kernels``
+    (one per spatial axis, NumPy order, odd lengths); ``padding`` is ``zeros`` or ``replicate``.
+    The output has the input's shape."""
+    dim, channels = x.ndim - 2, x.shape[1]
+    conv = F.conv2d if dim == 2 else F.conv3d
+    for axis, kernel in enumerate(kernels):
+        if kernel.numel() == 1:
+            x = x * kernel
+            continue
+        shape = [1] * dim
+        shape[axis] = kernel.numel()
+        weight = kernel.view(1, 1, *shape).expand(channels, 1, *shape).contiguous()
+        radius = kernel.numel() // 2
+        pad = [0] * (2 * dim)
+        pad[2 * (dim - 1 - axis)] = pad[2 * (dim - 1 - axis) + 1] = radius
+        mode = "replicate" if padding == "replicate" else "constant"
+        x = conv(F.pad(x, pad, mode=mode), weight, groups=channels)
+    return x
+
+
+# --------------------------------------------------------------------------------------------
+# Mono-modal: MSE, MAE
+# --------------------------------------------------------------------------------------------
+
+
+def mse(fixed: torch.Tensor, moving: torch.Tensor, mask: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
+    """Mean squared intensity difference, ``>= 0``, 0 for identical images. For images of the
+    same modality and intensity scale (units: intensity squared)."""
+    _check_pair(fixed, moving)
+    _check_choice(reduction, REDUCTIONS, "reduction")
+    return _reduce(_weighted_mean((fixed - moving) ** 2, _check_mask(mask, fixed)), reduction)
+
+
+def mae(fixed: torch.Tensor, moving: torch.Tensor, mask: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
+    """Mean absolute intensity difference, ``>= 0``, 0 for identical images; less sensitive to
+    outliers than :func:`mse`. For images of the same modality and intensity scale."""
+    _check_pair(fixed, moving)
+    _check_choice(reduction, REDUCTIONS, "reduction")
+    return _reduce(_weighted_mean((fixed - moving).abs(), _check_mask(mask, fixed)), reduction)
+
+
+# --------------------------------------------------------------------------------------------
+# Correlation: NCC, LNCC
+# --------------------------------------------------------------------------------------------
+
+
+def ncc(
+    fixed: torch.Tensor,
+    moving: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    reduction: str = "mean",
+    eps: float = 1e-10,
+) -> torch.Tensor:
+    """Negative global normalised cross-correlation (Pearson's correlation coefficient) of the
+    voxels' intensities, in ``[-1, 1]``: -1 when ``moving = a * fixed + b`` with ``a > 0``, +1
+    when ``a < 0``, 0 when uncorrelated. Invariant to a linear intensity change of either
+    image. ``eps`` guards constant images (their correlation is taken as 0)."""
+    _check_pair(fixed, moving)
+    _check_choice(reduction, REDUCTIONS, "reduction")
+    mask = _check_mask(mask, fixed)
+    mean_f, mean_m = _weighted_mean(fixed, mask), _weighted_mean(moving, mask)
+    centred_f = fixed - mean_f.view(-1, *[1] * (fixed.ndim - 1))
+    centred_m = moving - mean_m.view(-1, *[1] * (moving.ndim - 1))
+    covariance = _weighted_mean(centred_f * centred_m, mask)
+    variances = _weighted_mean(centred_f**2, mask) * _weighted_mean(centred_m**2, mask)
+    return _reduce(-covariance / variances.clamp_min(eps).sqrt(), reduction)
+
+
+def _standardised(image: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``image`` minus its (weighted) mean over each sample, divided by its standard deviation
+    (1 for a constant image): local moments of order-1 values lose little to rounding."""
+    mean = _weighted_mean(image, weights).view(-1, *[1] * (image.ndim - 1))
+    centred = image - mean
+    std = _weighted_mean(centred**2, weights).sqrt().view(-1, *[1] * (image.ndim - 1))
+    return centred / torch.where(std > 0, std, torch.ones_like(std))
+
+
+def lncc(
+    fixed: torch.Tensor,
+    moving: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    window: int | Sequence[int] = 9,
+    kernel: str = "box",
+    reduction: str = "mean",
+    eps: float = 1e-5,
+) -> torch.Tensor:
+    """Negative local normalised cross-correlation, squared as in VoxelMorph, in ``[-1, 0]``.
+
+    At every voxel the squared correlation ``cov^2 / (var_f * var_m + eps)`` of the two images
+    within a window of ``window`` voxels per axis (an odd int, or one per axis in NumPy order)
+    is computed from local moments by separable convolutions; the loss is minus its
+    (mask-weighted) mean. ``kernel`` ``box`` weighs the window uniformly, ``gaussian`` with
+    sigma = half the window's radius. Squaring makes it blind to the sign of the local relation
+    (like ANTs' CC), so it suits same-modality pairs with smoothly varying intensity scaling.
+
+    Windows see only the voxels inside the image and, with a ``mask``, inside the mask (local
+    moments are mask-weighted and renormalised), so voxels outside the mask do not influence
+    the loss at all. Each image is first standardised (its own mean and standard deviation
+    over the mask), so the loss is invariant to a linear intensity change of either image and
+    ``eps``, added to the product of the two local variances, is relative to the global
+    variances: it makes flat windows count as uncorrelated (0) and damps near-flat ones.
+
+    References: Avants et al., "Symmetric diffeomorphic image registration with
+    cross-correlation", Medical Image Analysis 12 (2008); Balakrishnan et al., "VoxelMorph",
+    IEEE TMI 38 (2019).
+    """
+    dim = _check_pair(fixed, moving)
+    _check_choice(reduction, REDUCTIONS, "reduction")
+    _check_choice(kernel, KERNELS, "kernel")
+    sizes = _as_sizes(window, dim, "window")
+    if any(size < 3 or size % 2 == 0 for size in sizes):
+        raise ImageError(f"The LNCC window must be odd and at least 3 voxels, got {window!r}.")
+    weights = _check_mask(mask, fixed)
+    weights = torch.ones_like(fixed) if weights is None else weights.expand_as(fixed)
+    kernels = [_kernel_1d(kernel, size // 2, fixed) for size in sizes]
+    f, m, w = _standardised(fixed, weights), _standardised(moving, weights), weights
+    moments = _separable_filter(torch.cat([w, w * f, w * m, w * f * f, w * m * m, w * f * m], 1), kernels, "zeros")
+    total = moments[:, :1].clamp_min(torch.finfo(fixed.dtype).tiny)
+    mean_f, mean_m, mean_ff, mean_mm, mean_fm = (moments[:, c : c + 1] / total for c in range(1, 6))
+    covariance = mean_fm - mean_f * mean_m
+    var_f = (mean_ff - mean_f**2).clamp_min(0.0)
+    var_m = (mean_mm - mean_m**2).clamp_min(0.0)
+    squared_correlation = covariance**2 / (var_f * var_m + eps)
+    return _reduce(-_weighted_mean(squared_correlation, weights), reduction)
+
+
+# --------------------------------------------------------------------------------------------
+# Mutual information
+# --------------------------------------------------------------------------------------------
+
+
+def _to_unit_range(image: torch.Tensor, mask: torch.Tensor | None, value_range) -> torch.Tensor:
+    """Intensities mapped to [0, 1]: ``value_range`` ``(low, high)`` maps linearly and clips;
+    ``None`` uses each sample's own minimum and maximum (inside the mask), without gradient."""
+    if value_range is not None:
+        low, high = value_range
+        return ((image - low) / (high - low)).clamp(0.0, 1.0)
+    flat = image.detach().flatten(1)
+    if mask is not None:
+        inside = mask.expand_as(image).flatten(1) > 0
+        low = torch.where(inside, flat, torch.full_like(flat, math.inf)).amin(1)
+        high = torch.where(inside, flat, torch.full_like(flat, -math.inf)).amax(1)
+    else:
+        low, high = flat.amin(1), flat.amax(1)
+    shape = (-1, *[1] * (image.ndim - 1))
+    scale = (high - low).clamp_min(torch.finfo(image.dtype).eps)
+    return ((image - low.view(shape)) / scale.view(shape)).clamp(0.0, 1.0)
+
+
+def _gaussian_joint(
+    f: torch.Tensor, m: torch.Tensor, voxel_weights: torch.Tensor | None, bins: int, sigma: float
+) -> torch.Tensor:
+    """Unnormalised joint histogram ``[N, bins, bins]`` of intensities ``[N, V]`` in [0, 1] with
+    Gaussian Parzen weights of ``sigma`` bins, normalised per voxel over the bins (dense)."""
+
+    def weights(values: torch.Tensor) -> torch.Tensor:  # [N, bins, V]
+        centres = torch.linspace(0.0, 1.0, bins, dtype=values.dtype, device=values.device)
+        kernel = torch.exp(-0.5 * ((values[:, None, :] - centres[None, :, None]) * ((bins - 1) / sigma)) ** 2)
+        return kernel / kernel.sum(1, keepdim=True)
+
+    weights_f = weights(f)
+    if voxel_weights is not None:
+        weights_f = weights_f * voxel_weights[:, None, :]
+    return torch.bmm(weights_f, weights(m).transpose(1, 2))
+
+
+def _cubic_bspline_taps(values: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 4 bins that a cubic B-spline Parzen window centred on each intensity ``[N, V]`` in
+    [0, 1] touches, and its weights there: ``(index [N, V, 4] (int64), weight [N, V, 4])``.
+    Taps beyond the first or last bin are folded onto it, so the weights of a voxel sum to 1."""
+    position = values * (bins - 1)  # continuous bin coordinate in [0, bins - 1]
+    taps = torch.floor(position.detach()).unsqueeze(-1) + torch.arange(-1, 3, dtype=values.dtype, device=values.device)
+    distance = (position.unsqueeze(-1) - taps).abs()
+    weight = torch.where(
+        distance < 1.0,
+        2.0 / 3.0 - distance**2 + 0.5 * distance**3,
+        torch.where(distance < 2.0, (2.0 - distance).clamp_min(0.0) ** 3 / 6.0, torch.zeros_like(distance)),
+    )
+    return taps.long().clamp(0, bins - 1), weight
+
+
+def _bspline_joint(f: torch.Tensor, m: torch.Tensor, voxel_weights: torch.Tensor | None, bins: int) -> torch.Tensor:
+    """Unnormalised joint histogram ``[N, bins, bins]`` with cubic B-spline Parzen windows: each
+    voxel adds ``w_f(a) w_m(b)`` to the 4 x 4 bins around its pair of intensities (sparse)."""
+    index_f, weight_f = _cubic_bspline_taps(f, bins)
+    index_m, weight_m = _cubic_bspline_taps(m, bins)
+    if voxel_weights is not None:
+        weight_f = weight_f * voxel_weights.unsqueeze(-1)
+    batch = f.shape[0]
+    flat_index = (index_f.unsqueeze(-1) * bins + index_m.unsqueeze(-2)).reshape(batch, -1)
+    contributions = (weight_f.unsqueeze(-1) * weight_m.unsqueeze(-2)).reshape(batch, -1)
+    joint = torch.zeros(batch, bins * bins, dtype=f.dtype, device=f.device).scatter_add(1, flat_index, contributions)
+    return joint.view(batch, bins, bins)
+
+
+def _check_histogram_options(bins, parzen, sigma, value_range) -> None:
+    if not isinstance(bins, int) or bins < 4:
+        raise ImageError(f"The number of histogram bins must be an integer >= 4, got {bins!r}.")
+    _check_choice(parzen, PARZEN_WINDOWS, "Parzen window")
+    if not (isinstance(sigma, (int, float)) and sigma > 0):
+        raise ImageError(f"The Gaussian Parzen window width (sigma, in bins) must be positive, got {sigma!r}.")
+    if value_range is not None and not (len(value_range) == 2 and value_range[1] > value_range[0]):
+        raise ImageError(f"value_range must be (low, high) with high > low, or None; got {value_range!r}.")
+
+
+def joint_histogram(
+    fixed: torch.Tensor,
+    moving: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    bins: int = 32,
+    parzen: str = "bspline",
+    sigma: float = 0.5,
+    value_range: tuple[float, float] | None = (-1.0, 1.0),
+) -> torch.Tensor:
+    """Differentiable joint intensity histogram (a probability table summing to 1) of
+    ``[N, 1, *spatial]`` images: ``[N, bins, bins]``, rows the fixed image's bins, columns the
+    moving image's. Each voxel spreads unit mass (times its mask weight) with a Parzen window.
+    See :func:`mutual_information` for the options."""
+    _check_pair(fixed, moving)
+    _check_histogram_options(bins, parzen, sigma, value_range)
+    mask = _check_mask(mask, fixed)
+    dtype = torch.promote_types(fixed.dtype, torch.float32)  # half precision is too coarse here
+    f = _to_unit_range(fixed.to(dtype), mask, value_range).flatten(1)
+    m = _to_unit_range(moving.to(dtype), mask, value_range).flatten(1)
+    if mask is not None:
+        voxel_weights = mask.to(dtype).expand_as(fixed).flatten(1)
+        total = voxel_weights.sum(1)
+    else:
+        voxel_weights = None
+        total = torch.full((f.shape[0],), float(f.shape[1]), dtype=dtype, device=f.device)
+    if parzen == "bspline":
+        joint = _bspline_joint(f, m, voxel_weights, bins)
+    else:
+        joint = _gaussian_joint(f, m, voxel_weights, bins, sigma)
+    return joint / total.view(-1, 1, 1)
+
+
+def _entropy(probabilities: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    tiny = torch.finfo(probabilities.dtype).tiny
+    return -(probabilities * probabilities.clamp_min(tiny).log()).sum(dims)
+
+
+def mutual_information(
+    fixed: torch.Tensor,
+    moving: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    bins: int = 32,
+    parzen: str = "bspline",
+    sigma: float = 0.5,
+    value_range: tuple[float, float] | None = (-1.0, 1.0),
+    normalized: bool = False,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Negative mutual information of the two images' intensities (nats), from a differentiable
+    Parzen-window joint histogram; for any pair of modalities whose intensities are
+    statistically related. ``MI = H(F) + H(M) - H(F, M) >= 0``, largest at alignment, so the
+    loss is ``-MI <= 0``. With ``normalized`` it is minus Studholme's normalised MI
+    ``(H(F) + H(M)) / H(F, M)``, in ``[-2, -1]``, less sensitive to the overlap of the images.
+
+    Binning: ``bins`` equally spaced bin centres span ``value_range`` (the first bin centre at
+    its low end, the last at its high end); intensities outside it are clipped. The default
+    (-1, 1) suits images already normalised to [-1, 1] (:func:`imse.image.normalize_intensity`);
+    ``None`` maps each image's own (in-mask) minimum and maximum to the ends instead (the ends
+    carry no gradient). Each voxel contributes unit mass (times its mask weight), spread over
+    neighbouring bins by a Parzen window, so the histogram, and the loss, are differentiable in
+    both images:
+
+    * ``parzen="bspline"`` (default; Mattes et al.): a cubic B-spline one bin wide per unit,
+      touching 4 bins per image, so a voxel updates 16 joint bins (``scatter_add``); memory
+      about ``16 * N * voxels`` indices and weights, whatever ``bins``. Taps beyond the first
+      or last bin fold onto it. On CUDA the float atomics make the last digits nondeterministic.
+    * ``parzen="gaussian"``: a Gaussian of ``sigma`` bin widths over all bins, normalised per
+      voxel; dense, memory ``2 * bins * N * voxels`` values (fine for working grids of up to a
+      few hundred thousand voxels), deterministic (a batched matrix product).
+
+    References: Viola & Wells, "Alignment by maximization of mutual information", IJCV 24
+    (1997); Maes et al., IEEE TMI 16 (1997); Mattes et al., "PET-CT image registration in the
+    chest using free-form deformations", IEEE TMI 22 (2003) (B-spline Parzen-window MI);
+    Studholme et al., Pattern Recognition 32 (1999) (normalised MI).
+    """
+    _check_choice(reduction, REDUCTIONS, "reduction")
+    joint = joint_histogram(fixed, moving, mask, bins, parzen, sigma, value_range)
+    h_f = _entropy(joint.sum(2), (1,))
+    h_m = _entropy(joint.sum(1), (1,))
+    h_joint = _entropy(joint, (1, 2))
+    value = (h_f + h_m) / h_joint.clamp_min(torch.finfo(joint.dtype).tiny) if normalized else h_f + h_m - h_joint
+    return _reduce(-value.to(fixed.dtype), reduction)
+
+
+# --------------------------------------------------------------------------------------------
+# MIND-SSC
+# --------------------------------------------------------------------------------------------
+
+
+def _ssc_offsets(dim: int, dilation: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Pairs of neighbours of the self-similarity context: the 2 * dim neighbours at
+    ``+-dilation`` along each axis, paired two by two except opposite ones (12 pairs in 3D,
+    4 in 2D), each as two offsets in NumPy axis order."""
+    neighbours = []
+    for axis in range(dim):
+        for sign in (-1, 1):
+            offset = [0] * dim
+            offset[axis] = sign * dilation
+            neighbours.append(tuple(offset))
+    return [
+        (a, b)
+        for i, a in enumerate(neighbours)
+        for b in neighbours[i + 1 :]
+        if any(x + y != 0 for x, y in zip(a, b))
+    ]
+
+
+def mind_ssc_descriptor(image: torch.Tensor, radius: int = 1, dilation: int = 2, kernel: str = "box") -> torch.Tensor:
+    """The MIND-SSC descriptor of ``image`` ``[N, 1, *spatial]``: ``[N, P, *spatial]`` with
+    ``P = 12`` channels in 3D and 4 in 2D, values in ``(0, 1]``.
+
+    Self-similarity context: for every pair ``(a, b)`` of the ``2 * dim`` neighbours at
+    ``+-dilation`` voxels along the axes (opposite neighbours excluded), the patch distance
+    ``D_ab(x) = sum_p K(p) (I(x + a + p) - I(x + b + p))^2`` with a normalised patch kernel ``K``
+    of ``2 * radius + 1`` voxels per axis (``box``, or ``gaussian`` with sigma = radius / 2),
+    computed by shifting (edge replication) and separable convolution. Then
+    ``D <- D - min_pairs D``, the local variance estimate ``V = mean_pairs D`` (clamped to
+    [0.001, 1000] times its mean over the image, so flat regions are well defined) and the
+    descriptor is ``exp(-D / V)``. It depends on local structure, not on the intensity mapping,
+    so descriptors of two modalities can be compared directly.
+
+    References: Heinrich et al., "MIND: Modality independent neighbourhood descriptor for
+    multi-modal deformable registration", Medical Image Analysis 16 (2012); Heinrich et al.,
+    "Towards realtime multimodal fusion for image-guided interventions using self-similarities",
+    MICCAI 2013 (self-similarity context, SSC).
+    """
+    if not isinstance(image, torch.Tensor) or image.ndim not in (4, 5) or image.shape[1] != 1:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ImageError(f"MIND needs an image tensor [N, 1, H, W] or [N, 1, D, H, W]; got {shape}.")
+    _check_choice(kernel, KERNELS, "kernel")
+    if not isinstance(radius, int) or radius < 0 or not isinstance(dilation, int) or dilation < 1:
+        raise ImageError(f"MIND needs an integer patch radius >= 0 and dilation >= 1; got {radius!r} and {dilation!r}.")
+    dim = image.ndim - 2
+    padded = F.pad(image, [dilation] * (2 * dim), mode="replicate")
+    spatial = image.shape[2:]
+
+    def shifted(offset: tuple[int, ...]) -> torch.Tensor:  # I(x + offset)
+        index = tuple(slice(dilation + o, dilation + o + n) for o, n in zip(offset, spatial))
+        return padded[(slice(None), slice(None), *index)]
+
+    differences = torch.cat([(shifted(a) - shifted(b)) ** 2 for a, b in _ssc_offsets(dim, dilation)], 1)
+    distances = _separable_filter(differences, [_kernel_1d(kernel, radius, image)] * dim, "replicate")
+    distances = distances - distances.amin(1, keepdim=True)
+    variance = distances.mean(1, keepdim=True)
+    typical = variance.flatten(1).mean(1).clamp_min(torch.finfo(image.dtype).tiny).view(-1, *[1] * (dim + 1))
+    variance = torch.minimum(torch.maximum(variance, 0.001 * typical), 1000.0 * typical)
+    return torch.exp(-distances / variance)
+
+
+def mind_ssc(
+    fixed: torch.Tensor,
+    moving: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    radius: int = 1,
+    dilation: int = 2,
+    kernel: str = "box",
+    distance: str = "l2",
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Mean squared (``distance="l2"``) or absolute (``"l1"``) difference of the MIND-SSC
+    descriptors of the two images (:func:`mind_ssc_descriptor`), averaged over the descriptor's
+    channels and the (mask-weighted) voxels: ``>= 0``, 0 when the local structure agrees
+    everywhere, whatever the two modalities. A voxel's descriptor sees the image within
+    ``dilation + radius`` voxels of it, so a mask weights the descriptor differences but voxels
+    just outside the mask still influence those near its border.
+    """
+    _check_pair(fixed, moving)
+    _check_choice(reduction, REDUCTIONS, "reduction")
+    _check_choice(distance, MIND_DISTANCES, "distance")
+    mask = _check_mask(mask, fixed)
+    difference = mind_ssc_descriptor(fixed, radius, dilation, kernel) - mind_ssc_descriptor(moving, radius, dilation, kernel)
+    values = difference**2 if distance == "l2" else difference.abs()
+    return _reduce(_weighted_mean(values, mask), reduction)
+
+
+# --------------------------------------------------------------------------------------------
+# IMSE: the learned evaluator's similarity
+# --------------------------------------------------------------------------------------------
+
+
+def _network_dim(network: nn.Module) -> int | None:
+    """The spatial dimension a network works in: its ``dim`` attribute, else that of its first
+    convolution; ``None`` when neither tells."""
+    dim = getattr(network, "dim", None)
+    if isinstance(dim, int):
+        return dim
+    for module in network.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            return 2
+        if isinstance(module, (nn.Conv3d, nn.ConvTranspose3d)):
+            return 3
+    return None
+
+
+def imse(
+    fixed: torch.Tensor,
+    moving: torch.Tensor,
+    network: nn.Module,
+    mask: torch.Tensor | None = None,
+    reference: str = "fixed",
+    both_orders: bool = False,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """The IMSE similarity: the mean magnitude ``|E([other, reference])|`` of a frozen evaluator
+    ``network``'s signed output (:func:`imse.evaluator.predict`), ``>= 0``, 0 for a perfect
+    evaluator at perfect alignment. Units: half the normalised intensity range.
+
+    ``reference`` says which image is in the evaluator's trained modality and goes in channel 1:
+    ``"fixed"`` (channel order ``[moving, fixed]``) or ``"moving"`` (``[fixed, moving]``).
+    ``both_orders`` averages ``|E|`` over the two channel orders, for evaluators trained on both
+    modalities. Both images must already be normalised to [-1, 1]
+    (:func:`imse.image.normalize_intensity`), as in training. The network sees the whole images
+    (its receptive field crosses a mask's border); the mask weights ``|E|``. Gradients flow to
+    both images; put the network in ``eval()`` mode and freeze it
+    (``requires_grad_(False)``), as :class:`IMSESimilarity` does.
+
+    Reference: Kong et al., "Indescribable Multi-modal Spatial Evaluator", CVPR 2023.
+    """
+    from .evaluator import predict  # imported here: the evaluator module pulls in SimpleITK
+
+    dim = _check_pair(fixed, moving)
+    _check_choice(reduction, REDUCTIONS, "reduction")
+    _check_choice(reference, REFERENCES, "reference")
+    if not isinstance(network, nn.Module):
+        raise ImageError(f"The imse similarity needs an evaluator network (a torch Module), got {type(network).__name__}.")
+    network_dim = _network_dim(network)
+    if network_dim is not None and network_dim != dim:
+        raise ImageError(f"The evaluator network is {network_dim}D but the images are {dim}D; use a {dim}D evaluator.")
+    for name, image in (("fixed", fixed), ("moving", moving)):
+        if bool((image.detach().abs() > 1.0 + IMSE_RANGE_TOLERANCE).any()):
+            raise ImageError(
+                f"The {name} image has intensities outside [-1, 1]; the evaluator needs images normalised "
+                "to [-1, 1] (imse.image.normalize_intensity)."
+            )
+    mask = _check_mask(mask, fixed)
+    other, trained = (moving, fixed) if reference == "fixed" else (fixed, moving)
+    magnitude = predict(network, other, trained).abs()
+    if both_orders:
+        magnitude = 0.5 * (magnitude + predict(network, trained, other).abs())
+    return _reduce(_weighted_mean(magnitude, mask), reduction)
+
+
+# --------------------------------------------------------------------------------------------
+# Modules and the registry
+# --------------------------------------------------------------------------------------------
+
+
+class _Similarity(nn.Module):
+    """Base of the similarity modules: ``forward(fixed, moving, mask=None)`` returns the loss."""
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        _check_choice(reduction, REDUCTIONS, "reduction")
+        self.reduction = reduction
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{key}={value!r}" for key, value in self._options().items())
+
+    def _options(self) -> dict:
+        return {"reduction": self.reduction}
+
+
+class MSE(_Similarity):
+    """:func:`mse` as a module."""
+
+    def forward(self, fixed: torch.Tensor, moving: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return mse(fixed, moving, mask, self.reduction)
+
+
+class MAE(_Similarity):
+    """:func:`mae` as a module."""
+
+    def forward(self, fixed: torch.Tensor, moving: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return mae(fixed, moving, mask, self.reduction)
+
+
+class NCC(_Similarity):
+    """:func:`ncc` (negative global normalised cross-correlation) as a module."""
+
+    def __init__(self, reduction: str = "mean", eps: float = 1e-10) -> None:
+        super().__init__(reduction)
+        self.eps = eps
+
+    def _options(self) -> dict:
+        return {"eps": self.eps, **super()._options()}
+
+    def forward(self, fixed: torch.Tensor, moving: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return ncc(fixed, moving, mask, self.reduction, self.eps)
+
+
+class LNCC(_Similarity):
+    """:func:`lncc` (negative squared local normalised cross-correlation) as a module."""
+
+    def __init__(self, window: int | Sequence[int] = 9, kernel: str = "box", reduction: str = "mean", eps: float = 1e-5) -> None:
+        super().__init__(reduction)
+        _check_choice(kernel, KERNELS, "kernel")
+        self.window, self.kernel, self.eps = window, kernel, eps
+
+    def _options(self) -> dict:
+        return {"window": self.window, "kernel": self.kernel, "eps": self.eps, **super()._options()}
+
+    def forward(self, fixed: torch.Tensor, moving: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return lncc(fixed, moving, mask, self.window, self.kernel, self.reduction, self.eps)
+
+
+class MutualInformation(_Similarity):
+    """:func:`mutual_information` (negative Parzen-window MI, or NMI) as a module."""
+
+    def __init__(
+        self,
+        bins: int = 32,
+        parzen: str = "bspline",
+        sigma: float = 0.5,
+        value_range: tuple[float, float] | None = (-1.0, 1.0),
+        normalized: bool = False,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(reduction)
+        _check_histogram_options(bins, parzen, sigma, value_range)
+        self.bins, self.parzen, self.sigma = bins, parzen, sigma
+        self.value_range, self.normalized = value_range, normalized
+
+    def _options(self) -> dict:
+        options = {"bins": self.bins, "parzen": self.parzen, "sigma": self.sigma}
+        options.update(value_range=self.value_range, normalized=self.normalized)
+        return {**options, **super()._options()}
+
+    def forward(self, fixed: torch.Tensor, moving: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        options = (self.bins, self.parzen, self.sigma, self.value_range, self.normalized, self.reduction)
+        return mutual_information(fixed, moving, mask, *options)
+
+
+class MINDSSC(_Similarity):
+    """:func:`mind_ssc` (difference of MIND-SSC descriptors) as a module."""
+
+    def __init__(
+        self, radius: int = 1, dilation: int = 2, kernel: str = "box", distance: str = "l2", reduction: str = "mean"
+    ) -> None:
+        super().__init__(reduction)
+        _check_choice(kernel, KERNELS, "kernel")
+        _check_choice(distance, MIND_DISTANCES, "distance")
+        self.radius, self.dilation, self.kernel, self.distance = radius, dilation, kernel, distance
+
+    def _options(self) -> dict:
+        options = {"radius": self.radius, "dilation": self.dilation, "kernel": self.kernel, "distance": self.distance}
+        return {**options, **super()._options()}
+
+    def forward(self, fixed: torch.Tensor, moving: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return mind_ssc(fixed, moving, mask, self.radius, self.dilation, self.kernel, self.distance, self.reduction)
+
+
+class IMSESimilarity(_Similarity):
+    """:func:`imse` with a frozen evaluator network: the module puts ``network`` in eval mode and
+    switches off its parameters' gradients (in place), and holds it as a submodule, so
+    ``.to(device)`` moves it. ``reference``: which of fixed/moving is in the evaluator's trained
+    modality (channel 1); ``both_orders`` averages the two channel orders."""
+
+    def __init__(self, network: nn.Module, reference: str = "fixed", both_orders: bool = False, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        if not isinstance(network, nn.Module):
+            raise ImageError(
+                "The imse similarity needs network=<the evaluator's torch Module>, e.g. "
+                f"imse.evaluator.Evaluator.load(...).network; got {type(network).__name__}."
+            )
+        _check_choice(reference, REFERENCES, "reference")
+        self.network = network.eval().requires_grad_(False)
+        self.reference, self.both_orders = reference, both_orders
+
+    def train(self, mode: bool = True) -> "IMSESimilarity":
+        """The evaluator stays in eval mode whatever the mode of the enclosing model."""
+        super().train(mode)
+        self.network.eval()
+        return self
+
+    def _options(self) -> dict:
+        return {"reference": self.reference, "both_orders": self.both_orders, **super()._options()}
+
+    def forward(self, fixed: torch.Tensor, moving: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return imse(fixed, moving, self.network, mask, self.reference, self.both_orders, self.reduction)
+
+
+#: The similarity names that :func:`build_similarity` knows, with their module classes.
+SIMILARITIES: dict[str, type[_Similarity]] = {
+    "mse": MSE,
+    "mae": MAE,
+    "ncc": NCC,
+    "lncc": LNCC,
+    "mi": MutualInformation,
+    "mind": MINDSSC,
+    "imse": IMSESimilarity,
+}
+
+
+def build_similarity(name: str, **options) -> nn.Module:
+    """The similarity module registered under ``name`` (one of :data:`SIMILARITIES`) with the
+    given options (the keyword arguments of its function, except the images and the mask).
+    ``imse`` needs ``network=`` (the frozen evaluator network). Unknown names or options raise
+    :class:`~imse.errors.ImageError` listing the valid ones."""
+    key = name.lower() if isinstance(name, str) else name
+    if key not in SIMILARITIES:
+        raise ImageError(f"Unknown similarity '{name}'; choose one of {sorted(SIMILARITIES)}.")
+    cls = SIMILARITIES[key]
+    parameters = inspect.signature(cls.__init__).parameters
+    valid = [p for p in parameters if p != "self"]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ImageError(f"Unknown option(s) {unknown} for the '{key}' similarity; valid options: {valid}.")
+    if key == "imse" and "network" not in options:
+        raise ImageError(
+            "The 'imse' similarity needs network=<the evaluator's torch Module> (for example "
+            "imse.evaluator.Evaluator.load(...).network)."
+        )
+    return cls(**options)
+
+
+__all__ = [
+    "IMSESimilarity",
+    "KERNELS",
+    "LNCC",
+    "MAE",
+    "MINDSSC",
+    "MSE",
+    "MutualInformation",
+    "NCC",
+    "PARZEN_WINDOWS",
+    "REDUCTIONS",
+    "SIMILARITIES",
+    "build_similarity",
+    "imse",
+    "joint_histogram",
+    "lncc",
+    "mae",
+    "mind_ssc",
+    "mind_ssc_descriptor",
+    "mse",
+    "mutual_information",
+    "ncc",
+]
