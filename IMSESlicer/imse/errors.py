@@ -7,3 +7,8 @@ class ImageError(ValueError):
 
     The message says what was wrong and what to do about it, in words a clinician follows.
     """
+
+
+class Cancelled(Exception):
+    """Raised by a long operation (training, registration) when its ``should_stop`` callback
+    asked it to stop. Nothing it would have written has been written."""

@@ -43,6 +43,14 @@ def index_grid(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
     return torch.stack(torch.meshgrid(*axes, indexing="ij")[::-1])
 
 
+def physical_points(shape: tuple[int, ...], geometry: Geometry, like: torch.Tensor) -> torch.Tensor:
+    """Physical positions (mm, LPS) of the voxel centres of a grid of NumPy-order ``shape``:
+    ``[dim, *shape]``, channel ``c`` the coordinate along physical axis ``c``."""
+    origin = torch.as_tensor(geometry.origin, dtype=like.dtype, device=like.device)
+    points = _apply_matrix(_index_to_physical(geometry, like), index_grid(shape, like), 0)
+    return points + origin.view(-1, *([1] * geometry.dim))
+
+
 def _apply_matrix(matrix: torch.Tensor, vectors: torch.Tensor, channel_axis: int = 1) -> torch.Tensor:
     """``matrix @ v`` for every vector ``v`` along ``channel_axis`` of ``vectors``."""
     return (vectors.movedim(channel_axis, -1) @ matrix.T).movedim(-1, channel_axis)
@@ -99,13 +107,10 @@ def warp(
     fixed_shape = tuple(displacement.shape[2:])
     moving_shape = tuple(image.shape[2:])
 
-    # Moving-grid index of p + u(p) = inverse(A_m) (A_f i + o_f + u - o_m).
+    # Moving-grid index of p + u(p): inverse(A_m) (p + u(p) - o_m).
     to_moving_index = torch.linalg.inv(_index_to_physical(moving, displacement))
-    offset = torch.as_tensor(fixed.origin, dtype=displacement.dtype, device=displacement.device) - torch.as_tensor(
-        moving.origin, dtype=displacement.dtype, device=displacement.device
-    )
-    points = _apply_matrix(_index_to_physical(fixed, displacement), index_grid(fixed_shape, displacement), 0)
-    points = points + offset.view(-1, *([1] * fixed.dim))
+    moving_origin = torch.as_tensor(moving.origin, dtype=displacement.dtype, device=displacement.device)
+    points = physical_points(fixed_shape, fixed, displacement) - moving_origin.view(-1, *([1] * fixed.dim))
     moving_index = _apply_matrix(to_moving_index, points.unsqueeze(0) + displacement)
 
     # grid_sample wants [N, *spatial, dim] in (x, y[, z]) order, normalised to [-1, 1].

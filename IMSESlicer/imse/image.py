@@ -186,27 +186,29 @@ def resample_to(
     return from_sitk(resampled)
 
 
-def grid_with_spacing(image: Image, spacing_mm: float) -> Image:
-    """An empty (zero) image on an isotropic grid of ``spacing_mm`` that covers the physical box
-    of ``image``, with its origin and direction."""
+def grid_with_spacing(image: Image, spacing_mm: float | tuple[float, ...]) -> Image:
+    """An empty (zero) image on a grid of ``spacing_mm`` (one value for all axes, or one per
+    axis in ITK order) that covers the physical box of ``image``, with its origin and direction."""
+    new_spacing = np.broadcast_to(np.asarray(spacing_mm, dtype=float), (image.dim,))
     spacing = np.asarray(image.geometry.spacing)
-    size = np.maximum(np.floor((np.array(image.shape[::-1]) - 1) * spacing / spacing_mm + 1e-6).astype(int) + 1, 1)
-    geometry = Geometry((float(spacing_mm),) * image.dim, image.geometry.origin, image.geometry.direction)
+    size = np.maximum(np.floor((np.array(image.shape[::-1]) - 1) * spacing / new_spacing + 1e-6).astype(int) + 1, 1)
+    geometry = Geometry(tuple(new_spacing), image.geometry.origin, image.geometry.direction)
     return Image(np.zeros(tuple(size[::-1]), np.uint8), geometry)
 
 
-def resample_to_spacing(image: Image, spacing_mm: float, interpolation: str = "linear") -> Image:
-    """Resample onto an isotropic grid of ``spacing_mm`` covering the same physical box (same
-    origin and direction). Downsampling more than 1.5 times is preceded by a Gaussian blur of
-    the matching width, to avoid aliasing."""
+def resample_to_spacing(image: Image, spacing_mm: float | tuple[float, ...], interpolation: str = "linear") -> Image:
+    """Resample onto a grid of ``spacing_mm`` (one value or one per axis, ITK order) covering the
+    same physical box (same origin and direction). Axes downsampled more than 1.5 times are
+    first blurred by a Gaussian of the matching width, to avoid aliasing."""
     spacing = np.asarray(image.geometry.spacing)
-    if np.allclose(spacing, spacing_mm, rtol=1e-3):
+    new_spacing = np.broadcast_to(np.asarray(spacing_mm, dtype=float), (image.dim,))
+    if np.allclose(spacing, new_spacing, rtol=1e-3):
         return image
     source = image
-    if interpolation != "nearest" and np.any(spacing_mm > 1.5 * spacing):
-        sigma = np.sqrt(np.maximum(spacing_mm**2 - spacing**2, 0.0)) / 2.355  # FWHM to sigma, mm
+    if interpolation != "nearest" and np.any(new_spacing > 1.5 * spacing):
+        sigma = np.sqrt(np.maximum(new_spacing**2 - spacing**2, 0.0)) / 2.355  # FWHM to sigma, mm
         source = from_sitk(sitk.SmoothingRecursiveGaussian(to_sitk(image), [float(s) for s in np.maximum(sigma, 1e-3)]))
-    return resample_to(source, grid_with_spacing(image, spacing_mm), interpolation)
+    return resample_to(source, grid_with_spacing(image, tuple(new_spacing)), interpolation)
 
 
 def intensity_window(
