@@ -55,6 +55,7 @@ def _train_evaluator(args: argparse.Namespace) -> None:
         learning_rate=args.learning_rate,
         recipe=args.recipe,
         aligned_fraction=args.aligned_fraction,
+        remap=args.remap,
         validation_every=args.validation_every,
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float, default=1e-4, help="Adam learning rate (default: %(default)s)")
     train.add_argument("--recipe", choices=RECIPES, default="ours", help="pair misalignments (default: %(default)s)")
     train.add_argument("--aligned-fraction", type=float, default=0.25, help="share of aligned pairs, recipe 'ours' (default: %(default)s)")
+    train.add_argument("--no-remap", dest="remap", action="store_false", help="no Shuffle Remap: an evaluator for same-modality pairs only")
     train.add_argument("--validation-every", type=int, default=100, help="(default: %(default)s)")
     train.add_argument("--checkpoint-every", type=int, default=200, help="(default: %(default)s)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last")

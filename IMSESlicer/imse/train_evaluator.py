@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .device import resolve_device
-from .errors import ImageError
+from .errors import Cancelled, ImageError
 from .field import compose
 from .geometry import Geometry
 from .image import Image, normalize_intensity, read_image, resample_to_spacing
@@ -67,6 +67,7 @@ class EvaluatorTrainingConfig:
     betas: tuple[float, float] = (0.5, 0.999)
     recipe: str = "ours"
     aligned_fraction: float = 0.25
+    remap: bool = True  # False: no Shuffle Remap, an evaluator for same-modality pairs only
     validation_pairs: int = 32
     validation_every: int = 100
     checkpoint_every: int = 200
@@ -177,6 +178,10 @@ def make_training_pair(
     return torch.cat([remap(x1, generator), x2], 1), (x2 - x1) / 2.0
 
 
+def _no_remap(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return x
+
+
 def _distributed_rank() -> tuple[int, int]:
     """(rank, world size) under torchrun, else (0, 1)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -191,8 +196,9 @@ def train_evaluator(
     """Train an evaluator as ``config`` says; returns the weights path (rank 0) or ``None``.
 
     ``progress(step, total, values)`` is called after each step with the running training loss
-    (and the latest validation loss); ``should_stop()`` is polled each step and ends training
-    early (the checkpoint then stays, the model is not written). Checkpoints go to
+    (and the latest validation loss); ``should_stop()`` is polled each step and raises
+    :class:`~imse.errors.Cancelled` when it returns True (the checkpoint is saved, the model
+    is not written). Checkpoints go to
     ``out/checkpoints/last.*`` every ``checkpoint_every`` steps; ``resume`` continues from it.
     """
     rank, world = _distributed_rank()
@@ -219,7 +225,7 @@ def _train(config, device, rank, world, progress, should_stop) -> Path | None:
     model = torch.nn.parallel.DistributedDataParallel(network) if world > 1 else network
     optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate, betas=config.betas)
     generator = torch.Generator(device=device).manual_seed(config.seed * 1000 + rank)
-    remap = RemapAugmentation()
+    remap = RemapAugmentation() if config.remap else _no_remap
     sampler = PatchSampler(training, config.patch_size, generator)
     validation_set = _validation_set(validation, config, remap, device)
 
@@ -269,7 +275,7 @@ def _train(config, device, rank, world, progress, should_stop) -> Path | None:
         return None
     _save_training_state(checkpoint, network, optimizer, generator, step, elapsed, history)
     if cancelled:
-        return None
+        raise Cancelled(f"Training was cancelled at step {step}; resume it with --resume.")
     if not history or history[-1]["step"] != step:
         validation_loss = _validation_loss(network, validation_set)
         history.append({"step": step, "train_l1": running, "validation_l1": validation_loss, "seconds": elapsed})
@@ -287,6 +293,7 @@ def _train(config, device, rank, world, progress, should_stop) -> Path | None:
             "data": data_description,
             "recipe": config.recipe,
             "aligned_fraction": config.aligned_fraction,
+            "shuffle_remap": config.remap,
             "iterations": step,
             "batch_size": config.batch_size * world,
             "processes": world,
