@@ -7,14 +7,24 @@ status 2, leaving no partial output behind.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from tqdm import tqdm
+
+from . import metrics
 from .errors import ImageError
 from .networks import ARCHITECTURES
+from .regularization import REGULARIZERS
+from .similarity import SIMILARITIES
 from .train_evaluator import RECIPES
+
+SIMILARITY_NAMES = sorted(SIMILARITIES)
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -99,6 +109,85 @@ def _translate(args: argparse.Namespace) -> None:
     print(f"translation written: {write_image(translated, args.out)}")
 
 
+@contextlib.contextmanager
+def _staged_folder(out: Path):
+    """Write into a hidden folder beside ``out`` and move its files into ``out`` only when
+    everything succeeded, so a failed run never leaves half a result among good files."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-partial-", dir=out.parent))
+    try:
+        yield staging
+        out.mkdir(exist_ok=True)
+        for item in staging.iterdir():
+            item.replace(out / item.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _register(args: argparse.Namespace) -> None:
+    import json
+
+    from .image import read_image, write_image
+    from .register import RegistrationSettings, register_pair
+    from .transforms import write_displacement_transform
+
+    fixed, moving = read_image(args.fixed), read_image(args.moving)
+    fixed_mask = read_image(args.fixed_mask) if args.fixed_mask else None
+    moving_mask = read_image(args.moving_mask) if args.moving_mask else None
+    settings = RegistrationSettings(
+        similarity=args.similarity,
+        levels=args.levels,
+        iterations=args.iterations,
+        regularization=args.regularization,
+        regularization_weight=args.regularization_weight,
+        diffeomorphic=args.diffeomorphic,
+        affine=args.affine,
+        device=args.device,
+    )
+    evaluator = _optional_evaluator(args, fixed.dim, required=args.similarity == "imse")
+    with tqdm(total=1, unit="it", desc="registering") as bar:
+
+        def progress(done: int, total: int, values: dict) -> None:
+            bar.total = total
+            bar.n = done
+            bar.set_postfix(level=values["level"], loss=f"{values['total']:.4f}", refresh=False)
+            bar.refresh()
+
+        result = register_pair(fixed, moving, settings, fixed_mask, moving_mask, evaluator, progress=progress)
+    summary = {
+        "similarity": args.similarity,
+        "seconds": round(result.seconds, 2),
+        "folding_percent": metrics.folding_percentage(result.displacement),
+        "mean_gradient_magnitude": metrics.mean_gradient_magnitude(result.displacement),
+        "final_loss": result.loss_curve[-1]["total"] if result.loss_curve else None,
+    }
+    with _staged_folder(Path(args.out)) as folder:
+        write_image(result.warped, folder / "warped.nii.gz")
+        write_image(result.displacement, folder / "displacement_mm.nii.gz")
+        write_displacement_transform(result.displacement, folder / "transform.h5")
+        write_image(result.jacobian_determinant, folder / "jacobian_determinant.nii.gz")
+        if evaluator is not None:
+            for name, image in (("before", moving), ("after", result.warped)):
+                error = evaluator.error_map(fixed, image)
+                write_image(error.magnitude, folder / f"error_map_{name}.nii.gz")
+                summary[f"imse_mean_error_{name}"] = error.statistics["image"]["mean"]
+        (folder / "loss_curve.json").write_text(json.dumps(result.loss_curve))
+        (folder / "metrics.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+    print(f"outputs written to {Path(args.out).resolve()} (transform.h5 loads in 3D Slicer and ITK as a displacement-field transform)")
+
+
+def _optional_evaluator(args: argparse.Namespace, dim: int, required: bool):
+    """The evaluator for error maps (and the imse similarity); None when none is installed
+    and none is required."""
+    try:
+        return _load_evaluator(args, dim)
+    except ImageError:
+        if required:
+            raise
+        return None
+
+
 def _models(args: argparse.Namespace) -> None:
     from .models import list_models, model_directories
 
@@ -170,6 +259,22 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--out", required=True, help="output image, on the source's grid")
     _add_evaluator_options(translate)
     translate.set_defaults(handler=_translate)
+
+    register = commands.add_parser("register", help="register MOVING onto FIXED by optimisation (writes warped image, transform, maps, metrics)")
+    register.add_argument("fixed", help="fixed image")
+    register.add_argument("moving", help="moving image")
+    register.add_argument("--out", required=True, help="output folder")
+    register.add_argument("--similarity", choices=SIMILARITY_NAMES, default="mind", help="(default: %(default)s)")
+    register.add_argument("--levels", type=int, default=3, help="pyramid levels (default: %(default)s)")
+    register.add_argument("--iterations", type=int, default=150, help="iterations per level at most (default: %(default)s)")
+    register.add_argument("--regularization", choices=REGULARIZERS, default="diffusion", help="(default: %(default)s)")
+    register.add_argument("--regularization-weight", type=float, help="(default: a weight suited to the similarity)")
+    register.add_argument("--diffeomorphic", action="store_true", help="optimise a stationary velocity field (invertible result)")
+    register.add_argument("--affine", action="store_true", help="affine pre-alignment first")
+    register.add_argument("--fixed-mask", help="mask on the fixed grid")
+    register.add_argument("--moving-mask", help="mask on the moving grid")
+    _add_evaluator_options(register)
+    register.set_defaults(handler=_register)
 
     models = commands.add_parser("models", help="list the installed models and where they are looked for")
     models.set_defaults(handler=_models)

@@ -56,8 +56,10 @@ def test_demo_writes_pairs_that_reload_with_geometry(tmp_path):
         fixed = read_image(folder / "fixed.nii.gz")
         displacement = read_image(folder / "true_displacement_mm.nii.gz")
         assert displacement.is_vector and displacement.geometry.isclose(fixed.geometry)
-        before = summary[dim]["before"]["tissues"]
-        after = summary[dim]["with_true_displacement"]["tissues"]
+        before = summary[dim]["stages"]["before"]["tissues"]
+        after = summary[dim]["stages"]["with the true field"]["tissues"]
         assert all(after[t]["dice"] > before[t]["dice"] for t in ("csf", "gm", "wm"))
         assert (folder / "report.png").exists()
-    assert json.loads((tmp_path / "metrics.json").read_text())["2d"]["before"]["endpoint_error_mm"]["mean"] > 0.5
+    stages = json.loads((tmp_path / "metrics.json").read_text())["2d"]["stages"]
+    assert stages["registered (mind)"]["endpoint_error_mm"]["mean"] < stages["before"]["endpoint_error_mm"]["mean"]
+    assert (tmp_path / "2d" / "transform_mind.h5").exists()
