@@ -163,8 +163,11 @@ def resample_to(
     reference: Image,
     interpolation: str = "linear",
     default_value: float = 0.0,
+    transform: sitk.Transform | None = None,
 ) -> Image:
-    """Resample ``image`` onto the grid of ``reference`` (identity transform, physical space).
+    """Resample ``image`` onto the grid of ``reference`` in physical space, through
+    ``transform`` (ITK convention: reference-grid point ``p`` samples ``image`` at
+    ``transform(p)``; default identity).
 
     ``interpolation`` is one of ``linear``, ``nearest`` (for label maps) or ``bspline``; points
     outside ``image`` get ``default_value``.
@@ -179,7 +182,7 @@ def resample_to(
     resampled = sitk.Resample(
         to_sitk(image),
         to_sitk(reference.with_array(np.zeros(reference.shape, np.uint8))),
-        sitk.Transform(),
+        transform or sitk.Transform(),
         INTERPOLATORS[interpolation],
         float(default_value),
     )

@@ -9,7 +9,7 @@ import torch
 from imse import field
 from imse.errors import ImageError
 from imse.geometry import Geometry
-from imse.image import Image, from_sitk, resample_to, to_sitk, to_tensor
+from imse.image import Image, resample_to, to_sitk, to_tensor
 
 from conftest import gaussian_blob, rotation_matrix_3d, weighted_centroid_mm
 

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import ImageError
-from ..image import INTERPOLATORS, Image, from_sitk, to_sitk
+from ..image import Image, from_sitk, resample_to, to_sitk
 
 #: Default standard deviation (mm) of the Gaussian that smooths random fields. The largest
 #: displacement gradient comes out at about 0.7-1.0 x max_displacement / smoothness, so fields
@@ -58,12 +58,9 @@ def warp_image(
     outside ``image`` get ``default_value``. The output keeps the input's data type.
     """
     _check_displacement(displacement, image.dim)
-    if interpolation not in INTERPOLATORS:
-        raise ImageError(f"Unknown interpolation '{interpolation}'; choose one of {sorted(INTERPOLATORS)}.")
     transform = sitk.DisplacementFieldTransform(_sitk_field(displacement))
-    grid = to_sitk(Image(np.zeros(displacement.shape, np.uint8), displacement.geometry))
-    warped = sitk.Resample(to_sitk(image), grid, transform, INTERPOLATORS[interpolation], float(default_value))
-    return from_sitk(warped)
+    grid = Image(np.zeros(displacement.shape, np.uint8), displacement.geometry)
+    return resample_to(image, grid, interpolation, default_value, transform)
 
 
 def invert_displacement(
