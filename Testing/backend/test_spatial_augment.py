@@ -93,17 +93,6 @@ def test_the_elastic_field_is_stationary_up_to_the_borders():
     assert border == pytest.approx(middle.item(), rel=0.25)
 
 
-def test_gaussian_smoothing_is_the_separable_normalised_kernel():
-    impulse = torch.zeros(1, 1, 21, 21, dtype=torch.float64)
-    impulse[0, 0, 10, 10] = 1
-    kernel = sa.gaussian_kernel(2.0)
-    assert kernel.numel() == 13 and kernel.sum().item() == pytest.approx(1.0)
-    torch.testing.assert_close(sa.gaussian_smooth(impulse, 2.0)[0, 0, 4:17, 4:17], torch.outer(kernel, kernel))
-    constant = torch.full((1, 2, 9, 10, 11), 3.0)
-    torch.testing.assert_close(sa.gaussian_smooth(constant, 4.0), constant)  # wider than the image
-    assert sa.gaussian_smooth(constant, 1.0, padding="valid").shape == (1, 2, 3, 4, 5)
-
-
 # --- Affine -------------------------------------------------------------------------------
 
 
