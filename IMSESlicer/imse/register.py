@@ -20,14 +20,13 @@ import numpy as np
 import torch
 
 from .device import resolve_device
-from .errors import Cancelled, ImageError
+from .errors import ImageError
 from .field import integrate_velocity, jacobian_determinant, physical_points, warp
 from .filters import gaussian_smooth
 from .geometry import Geometry
 from .image import Image, from_tensor, grid_with_spacing, normalize_intensity, resample_to, resample_to_spacing, to_tensor
+from .progress import IterationTracker, Progress
 from .regularization import regularization
-
-Progress = Callable[[int, int, dict[str, float]], None]
 
 #: Diffusion weights that balance each similarity's scale, chosen on 2D MNI pairs with known
 #: 6 mm deformations (T2-, PD- and CT-like against T1; mean end-point error in the brain).
@@ -117,7 +116,7 @@ def register_pair(
     fixed_normalised, moving_normalised = normalize_intensity(fixed), normalize_intensity(moving)
     levels = pyramid_grids(fixed, settings.levels)
     total = settings.iterations * len(levels) + (settings.affine_iterations if settings.affine else 0)
-    tracker = _Tracker(total, progress, should_stop)
+    tracker = IterationTracker(total, progress, should_stop, "The registration was cancelled; no result was produced.")
 
     # The parameter is the (unsmoothed) displacement, or velocity in the diffeomorphic mode; it
     # is carried from level to level and turned into the displacement once at the end.
@@ -184,26 +183,6 @@ class _Level:
             warped = warp(self.moving_mask, displacement.detach(), self.geometry, self.moving_mask_geometry, "nearest", "zeros")
             masks.append(warped)
         return None if not masks else torch.stack(masks).prod(0)
-
-
-class _Tracker:
-    """Counts iterations for the progress callback, polls for cancellation, keeps the curve."""
-
-    def __init__(self, total: int, progress: Progress | None, should_stop) -> None:
-        self.total, self.done, self.curve = total, 0, []
-        self.progress, self.should_stop = progress, should_stop
-
-    def step(self, values: dict[str, float]) -> None:
-        if self.should_stop is not None and self.should_stop():
-            raise Cancelled("The registration was cancelled; no result was produced.")
-        self.done += 1
-        self.curve.append(values)
-        if self.progress is not None:
-            self.progress(self.done, self.total, values)
-
-    def skip(self, count: int) -> None:
-        """Account for iterations a level did not need (early stop)."""
-        self.done += count
 
 
 def _converged(losses: list[float], patience: int, tolerance: float) -> bool:

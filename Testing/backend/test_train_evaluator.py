@@ -86,7 +86,7 @@ def test_two_process_distributed_training_on_cpu(tmp_path):
         "--device", "cpu",
     ]  # fmt: skip
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+    finished = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=300, env=environment)
     assert finished.returncode == 0, finished.stderr[-2000:]
     card = json.loads((tmp_path / "ddp.json").read_text())
     assert card["training"]["processes"] == 2 and card["training"]["batch_size"] == 4
