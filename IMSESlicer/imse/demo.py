@@ -86,13 +86,13 @@ def _pair_outputs(pair, folder: Path, similarities: list[str], evaluator) -> dic
         Panel("true |u| (mm)", magnitude, cmap="viridis", vmin=0, vmax=top, colorbar="mm"),
     ]
     second_row = []
-    if results:  # show the last registration
-        name, shown = similarities[-1], results[similarities[-1]]
+    if results:  # show the first registration (MIND); every one is measured in metrics.json
+        name, shown = similarities[0], results[similarities[0]]
         found = shown.displacement.with_array(np.linalg.norm(shown.displacement.array, axis=-1))
         first_row.insert(2, Panel(f"moving registered ({name})", shown.warped))
         first_row.append(Panel(f"registered |u| (mm, {name})", found, cmap="viridis", vmin=0, vmax=top, colorbar="mm"))
         second_row.append(Panel(f"registered det J ({name})", shown.jacobian_determinant, cmap="RdBu_r", vmin=0.5, vmax=1.5, colorbar="det J"))
-    compared = results[similarities[-1]].warped if results else warp_image(pair.moving, pair.displacement)
+    compared = results[similarities[0]].warped if results else warp_image(pair.moving, pair.displacement)
     if evaluator is not None:
         before = evaluator.error_map(pair.fixed, pair.moving)
         after = evaluator.error_map(pair.fixed, compared)
@@ -100,7 +100,7 @@ def _pair_outputs(pair, folder: Path, similarities: list[str], evaluator) -> dic
         write_image(after.magnitude, folder / "error_map_after.nii.gz")
         summary["imse_mean_error"] = {"before": before.statistics["image"]["mean"], "after": after.statistics["image"]["mean"]}
         error_top = max(float(np.percentile(before.magnitude.array, 99)), 1e-3)
-        after_label = f"after registration ({similarities[-1]})" if results else "with the true field"
+        after_label = f"after registration ({similarities[0]})" if results else "with the true field"
         second_row += [
             Panel("IMSE |E| before", before.magnitude, cmap="inferno", vmin=0, vmax=error_top, colorbar="|E|"),
             Panel(f"IMSE |E| {after_label}", after.magnitude, cmap="inferno", vmin=0, vmax=error_top, colorbar="|E|"),
