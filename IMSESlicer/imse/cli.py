@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -72,7 +74,11 @@ def _train_evaluator(args: argparse.Namespace) -> None:
         seed=args.seed,
         device=args.device,
     )
-    weights = train_evaluator(config)
+    if args.progress == "json":  # training draws its own bar otherwise
+        with _progress_reporter("json", "training") as progress:
+            weights = train_evaluator(config, progress=progress)
+    else:
+        weights = train_evaluator(config)
     if weights is not None:
         print(f"model written: {weights} (card: {weights.with_suffix('.json')})")
 
@@ -85,8 +91,6 @@ def _load_evaluator(args: argparse.Namespace, dim: int):
 
 
 def _error_map(args: argparse.Namespace) -> None:
-    import json
-
     from .image import read_image, write_image
 
     fixed, moving = read_image(args.fixed), read_image(args.moving)
@@ -109,6 +113,31 @@ def _translate(args: argparse.Namespace) -> None:
     print(f"translation written: {write_image(translated, args.out)}")
 
 
+PROGRESS_PREFIX = "IMSE-PROGRESS "
+
+
+@contextlib.contextmanager
+def _progress_reporter(style: str, description: str):
+    """A ``progress(done, total, values)`` callback: a progress bar on stderr (``bar``) or one
+    machine-readable line per update on stdout (``json``: ``IMSE-PROGRESS {"done": ...,
+    "total": ..., "values": {...}}``, read by the Slicer job runner)."""
+    if style == "json":
+
+        def report(done: int, total: int, values: dict) -> None:
+            print(PROGRESS_PREFIX + json.dumps({"done": done, "total": total, "values": values}), flush=True)
+
+        yield report
+        return
+    with tqdm(total=1, unit="it", desc=description) as bar:
+
+        def update(done: int, total: int, values: dict) -> None:
+            bar.total, bar.n = total, done
+            bar.set_postfix({k: f"{v:.4g}" if isinstance(v, float) else v for k, v in values.items() if k in ("level", "total", "loss")}, refresh=False)
+            bar.refresh()
+
+        yield update
+
+
 @contextlib.contextmanager
 def _staged_folder(out: Path):
     """Write into a hidden folder beside ``out`` and move its files into ``out`` only when
@@ -125,8 +154,6 @@ def _staged_folder(out: Path):
 
 
 def _register(args: argparse.Namespace) -> None:
-    import json
-
     from .image import read_image, write_image
     from .register import RegistrationSettings, register_pair
     from .transforms import write_displacement_transform
@@ -145,14 +172,7 @@ def _register(args: argparse.Namespace) -> None:
         device=args.device,
     )
     evaluator = _optional_evaluator(args, fixed.dim, required=args.similarity == "imse")
-    with tqdm(total=1, unit="it", desc="registering") as bar:
-
-        def progress(done: int, total: int, values: dict) -> None:
-            bar.total = total
-            bar.n = done
-            bar.set_postfix(level=values["level"], loss=f"{values['total']:.4f}", refresh=False)
-            bar.refresh()
-
+    with _progress_reporter(args.progress, "registering") as progress:
         result = register_pair(fixed, moving, settings, fixed_mask, moving_mask, evaluator, progress=progress)
     summary = {
         "similarity": args.similarity,
@@ -206,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imse",
         description="IMSE spatial-error evaluation and multi-modal registration (the IMSESlicer backend).",
+    )
+    parser.add_argument(
+        "--progress",
+        choices=("bar", "json"),
+        default="bar",
+        help="progress as a bar on stderr, or as JSON lines on stdout for programs (default: %(default)s)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -286,13 +312,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_terminate(signal_number, frame) -> None:
+    """SIGTERM (a cancel from the Slicer job runner) unwinds like an exception, so staged
+    outputs are removed and nothing partial is left."""
+    raise SystemExit(128 + signal_number)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _exit_on_terminate)
     try:
         args.handler(args)
     except ImageError as error:
         parser.exit(2, f"imse: error: {error}\n")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 
