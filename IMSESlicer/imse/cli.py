@@ -16,10 +16,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from tqdm import tqdm
 
 from . import metrics
+from .device import resolve_device
 from .errors import ImageError
 from .networks import ARCHITECTURES
 from .regularization import REGULARIZERS
@@ -84,7 +86,6 @@ def _train_evaluator(args: argparse.Namespace) -> None:
 
 
 def _load_evaluator(args: argparse.Namespace, dim: int):
-    from .device import resolve_device
     from .evaluator import Evaluator
 
     return Evaluator.load(args.model, dim=dim, device=str(resolve_device(args.device)))
@@ -197,6 +198,56 @@ def _register(args: argparse.Namespace) -> None:
     print(f"outputs written to {Path(args.out).resolve()} (transform.h5 loads in 3D Slicer and ITK as a displacement-field transform)")
 
 
+def _adacs_register(args: argparse.Namespace) -> None:
+    from .adacs import AdaCSPairSettings, adacs_pair, load_adacs, register_frames
+    from .image import from_tensor, read_image, resample_to, write_image
+    from .models import find_model
+    from .transforms import write_displacement_transform
+
+    target = read_image(args.target)
+    source = resample_to(read_image(args.source), target)  # AdaCS compares frames on one grid
+    if args.model:
+        model = load_adacs(find_model(args.model, task="adacs"), device=str(resolve_device(args.device))).network
+        displacement, warped, score = register_frames(model, source.array, target.array, target.geometry)
+    else:
+        settings = AdaCSPairSettings(iterations=args.iterations, scoring=args.scoring, device=args.device)
+        with _progress_reporter(args.progress, "AdaCS") as progress:
+            result = adacs_pair(source.array, target.array, target.geometry, settings, progress=progress)
+        displacement, warped, score = result.displacement, result.warped, result.score
+    with _staged_folder(Path(args.out)) as folder:
+        field = from_tensor(displacement, target.geometry)
+        write_image(field, folder / "displacement_mm.nii.gz")
+        write_displacement_transform(field, folder / "transform.h5")
+        write_image(from_tensor(warped, target.geometry), folder / "warped.nii.gz")
+        write_image(from_tensor(score, target.geometry), folder / "score.nii.gz")
+    print(f"outputs written to {Path(args.out).resolve()} (displacement, transform, warped source, score map)")
+
+
+def _strain(args: argparse.Namespace) -> None:
+    from .image import from_tensor, read_image, to_tensor, write_image
+    from .strain import radial_circumferential_strain, segment_means, strain_tensor
+
+    displacement = read_image(args.displacement)
+    if not displacement.is_vector:
+        raise ImageError(f"'{args.displacement}' is not a displacement field (a vector image in mm).")
+    geometry = displacement.geometry
+    tensor = strain_tensor(to_tensor(displacement).double(), geometry, args.measure)
+    maps = radial_circumferential_strain(tensor, geometry, args.centre, args.long_axis)
+    names = ("radial", "circumferential", "longitudinal")[: len(maps)]
+    summary = {"measure": args.measure, "centre_mm": args.centre}
+    with _staged_folder(Path(args.out)) as folder:
+        for name, values in zip(names, maps):
+            write_image(from_tensor(values[:, None].float(), geometry), folder / f"{name}_strain.nii.gz")
+        if args.mask:
+            mask = read_image(args.mask).array > 0.5
+            for name, values in zip(names, maps):
+                means = segment_means(values, geometry, args.centre, mask, args.reference_angle, long_axis=args.long_axis)
+                summary[f"{name}_segments"] = [round(float(v), 5) for v in means[0]]
+                summary[f"{name}_mean"] = float(values[0][torch.as_tensor(mask)].mean())
+        (folder / "strain.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+
+
 def _optional_evaluator(args: argparse.Namespace, dim: int, required: bool):
     """The evaluator for error maps (and the imse similarity); None when none is installed
     and none is required."""
@@ -301,6 +352,28 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--moving-mask", help="mask on the moving grid")
     _add_evaluator_options(register)
     register.set_defaults(handler=_register)
+
+    adacs = commands.add_parser("adacs", help="AdaCS registration with correspondence scoring (cardiac frames)")
+    adacs_commands = adacs.add_subparsers(dest="adacs_command", required=True, metavar="ACTION")
+    adacs_register = adacs_commands.add_parser("register", help="register SOURCE frame onto TARGET frame; writes displacement, score map")
+    adacs_register.add_argument("source", help="source (moving) frame")
+    adacs_register.add_argument("target", help="target (fixed, reference) frame")
+    adacs_register.add_argument("--out", required=True, help="output folder")
+    adacs_register.add_argument("--model", help="trained AdaCS model (name or path); default: optimise this pair alone")
+    adacs_register.add_argument("--iterations", type=int, default=300, help="per-pair optimisation steps (default: %(default)s)")
+    adacs_register.add_argument("--no-scoring", dest="scoring", action="store_false", help="the plain-MSE baseline (score 1 everywhere)")
+    adacs_register.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu (default: %(default)s)")
+    adacs_register.set_defaults(handler=_adacs_register)
+
+    strain = commands.add_parser("strain", help="strain maps from a displacement (mm) about an LV centre")
+    strain.add_argument("displacement", help="displacement field from the reference frame (vector image, mm)")
+    strain.add_argument("--centre", type=float, nargs="+", required=True, help="LV centre in mm (LPS); in 3D a point on the long axis")
+    strain.add_argument("--long-axis", type=float, nargs=3, help="long-axis direction (3D only)")
+    strain.add_argument("--mask", help="myocardium mask on the displacement's grid (segment means)")
+    strain.add_argument("--measure", choices=("green_lagrange", "infinitesimal"), default="green_lagrange", help="(default: %(default)s)")
+    strain.add_argument("--reference-angle", type=float, default=0.0, help="start of segment 1, degrees from +x towards +y (default: %(default)s)")
+    strain.add_argument("--out", required=True, help="output folder")
+    strain.set_defaults(handler=_strain)
 
     models = commands.add_parser("models", help="list the installed models and where they are looked for")
     models.set_defaults(handler=_models)
