@@ -223,6 +223,51 @@ def _adacs_register(args: argparse.Namespace) -> None:
     print(f"outputs written to {Path(args.out).resolve()} (displacement, transform, warped source, score map)")
 
 
+def _read_cine(source: str, spacing_mm: float | None):
+    """Frames ``[T, H, W]`` and their 2D geometry: ``echo`` is the built-in echo cine; a file is
+    a 3D image whose third axis is time (its first two axes give the in-plane geometry).
+    ``spacing_mm`` resamples every frame."""
+    from .data import load_echo_cine
+    from .geometry import Geometry
+    from .image import Image, read_image, resample_to_spacing
+
+    if source == "echo":
+        cine = load_echo_cine()
+        frames, geometry = cine.frames, cine.geometry
+    else:
+        volume = read_image(source)
+        if volume.dim != 3 or volume.is_vector:
+            raise ImageError(f"'{source}' is not a cine: give a 3D image whose third axis is time (one frame per slice).")
+        spacing, origin, direction = volume.geometry.spacing, volume.geometry.origin, volume.geometry.direction_matrix
+        frames, geometry = volume.array, Geometry(spacing[:2], origin[:2], tuple(direction[:2, :2].ravel()))
+    if spacing_mm:
+        resampled = [resample_to_spacing(Image(frame, geometry), spacing_mm) for frame in frames]
+        frames, geometry = np.stack([frame.array for frame in resampled]), resampled[0].geometry
+    return frames, geometry
+
+
+def _adacs_train(args: argparse.Namespace) -> None:
+    from .adacs import AdaCSConfig, save_adacs, train_adacs
+
+    frames, geometry = _read_cine(args.cine, args.spacing)
+    config = AdaCSConfig(
+        iterations=args.iterations,
+        displacement_warmup=args.displacement_warmup,
+        scoring_warmup=args.scoring_warmup,
+        displacement_learning_rate=args.learning_rate,
+        scoring_learning_rate=args.learning_rate,
+        scoring=args.scoring,
+        pairing=args.pairing,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+    )
+    with _progress_reporter(args.progress, "AdaCS training") as progress:
+        training = train_adacs(frames, geometry, config, progress=progress)
+    weights = save_adacs(training.model, args.out, args.name, training=training.summary)
+    print(f"model written: {weights} (card: {weights.with_suffix('.json')})")
+
+
 def _strain(args: argparse.Namespace) -> None:
     from .image import from_tensor, read_image, to_tensor, write_image
     from .strain import radial_circumferential_strain, segment_means, strain_tensor
@@ -364,6 +409,22 @@ def build_parser() -> argparse.ArgumentParser:
     adacs_register.add_argument("--no-scoring", dest="scoring", action="store_false", help="the plain-MSE baseline (score 1 everywhere)")
     adacs_register.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu (default: %(default)s)")
     adacs_register.set_defaults(handler=_adacs_register)
+
+    adacs_train = adacs_commands.add_parser("train", help="train AdaCS networks on a cine (frame pairs)")
+    adacs_train.add_argument("cine", help="'echo' (the built-in echo cine) or a 3D image whose third axis is time")
+    adacs_train.add_argument("--out", required=True, help="output folder for the model")
+    adacs_train.add_argument("--name", default="adacs", help="model name (default: %(default)s)")
+    adacs_train.add_argument("--spacing", type=float, help="resample the frames to this spacing in mm")
+    adacs_train.add_argument("--iterations", type=int, default=6000, help="steps in all, warm-ups included (default: %(default)s)")
+    adacs_train.add_argument("--displacement-warmup", type=int, default=1000, help="(default: %(default)s)")
+    adacs_train.add_argument("--scoring-warmup", type=int, default=1000, help="(default: %(default)s)")
+    adacs_train.add_argument("--learning-rate", type=float, default=1e-4, help="Adam, both networks (default: %(default)s)")
+    adacs_train.add_argument("--pairing", choices=("reference", "consecutive"), default="reference", help="(default: %(default)s)")
+    adacs_train.add_argument("--batch-size", type=int, default=4, help="(default: %(default)s)")
+    adacs_train.add_argument("--no-scoring", dest="scoring", action="store_false", help="train the plain-MSE baseline")
+    adacs_train.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    adacs_train.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu (default: %(default)s)")
+    adacs_train.set_defaults(handler=_adacs_train)
 
     strain = commands.add_parser("strain", help="strain maps from a displacement (mm) about an LV centre")
     strain.add_argument("displacement", help="displacement field from the reference frame (vector image, mm)")

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from scipy import ndimage
 
 from imse.cli import main
@@ -37,3 +38,29 @@ def test_adacs_register_command_scores_a_dropout_sector_low(tmp_path):
     rest = cine.myocardium_masks[0] & ~sector
     assert score[sector].mean() < score[rest].mean() - 0.2
     assert read_image(tmp_path / "out" / "displacement_mm.nii.gz").geometry.isclose(cine.geometry)
+
+
+def test_adacs_train_command_then_register_with_the_model(tmp_path, monkeypatch):
+    from imse.geometry import Geometry
+
+    cine = lv_phantom_2d(shape=(32, 32), spacing_mm=2.0, frames=6)
+    volume = Image(cine.frames, Geometry((2.0, 2.0, 1.0), (0.0, 0.0, 0.0), tuple(np.eye(3).ravel())))  # time along the third axis
+    write_image(volume, tmp_path / "cine.nrrd")
+    monkeypatch.setenv("IMSE_MODEL_DIR", str(tmp_path / "models"))
+    arguments = ["adacs", "train", str(tmp_path / "cine.nrrd"), "--out", str(tmp_path / "models"), "--name", "phantom"]
+    assert main([*arguments, "--iterations", "12", "--displacement-warmup", "4", "--scoring-warmup", "2", "--device", "cpu"]) == 0
+    card = json.loads((tmp_path / "models" / "phantom.json").read_text())
+    assert card["task"] == "adacs" and card["dim"] == 2
+    write_image(Image(cine.frames[0], cine.geometry), tmp_path / "target.nii.gz")
+    write_image(Image(cine.frames[3], cine.geometry), tmp_path / "source.nii.gz")
+    assert main(["adacs", "register", str(tmp_path / "source.nii.gz"), str(tmp_path / "target.nii.gz"), "--out", str(tmp_path / "out"), "--model", "phantom", "--device", "cpu"]) == 0
+    assert read_image(tmp_path / "out" / "score.nii.gz").geometry.isclose(cine.geometry)
+    with pytest.raises(SystemExit):
+        main(["adacs", "train", str(tmp_path / "target.nii.gz"), "--out", str(tmp_path / "models")])  # a 2D image is no cine
+
+
+def test_adacs_train_reads_the_builtin_echo_cine(tmp_path):
+    arguments = ["adacs", "train", "echo", "--out", str(tmp_path), "--name", "echo", "--spacing", "2.0"]
+    assert main([*arguments, "--iterations", "2", "--displacement-warmup", "1", "--scoring-warmup", "1", "--batch-size", "1", "--device", "cpu"]) == 0
+    card = json.loads((tmp_path / "echo.json").read_text())
+    assert card["spacing_mm"] == 2.0 and card["training"]["frame_shape"][0] < 384  # resampled from 0.51 mm
