@@ -14,6 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import ImageError
+from .files import write_atomically
 from .geometry import Geometry
 
 INTERPOLATORS = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor, "bspline": sitk.sitkBSpline}
@@ -135,17 +136,10 @@ def write_image(image: Image, path: str | Path) -> Path:
     """Write an image with its geometry; the format follows the extension (.nii.gz, .nrrd,
     .mha, ...). The file is written next to its final name and then renamed, so an
     interrupted write never leaves a truncated file in place of a good one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    partial = path.with_name(f".partial-{path.stem.split('.')[0]}{suffix}")
     try:
-        sitk.WriteImage(to_sitk(image), str(partial), useCompression=True)
-        partial.replace(path)
+        return write_atomically(path, lambda partial: sitk.WriteImage(to_sitk(image), str(partial), useCompression=True))
     except RuntimeError as error:
-        partial.unlink(missing_ok=True)
         raise ImageError(f"Could not write '{path}': {str(error).strip().splitlines()[-1]}") from None
-    return path
 
 
 def check_finite(image: Image, name: str = "the image") -> None:

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .errors import ImageError
+from .files import write_atomically
 from .networks import build_network
 
 MODEL_SUFFIX = ".safetensors"
@@ -70,24 +71,14 @@ class LoadedModel:
     path: Path
 
 
-def _write_atomically(path: Path, write) -> None:
-    """Write through a hidden temporary file and rename, so a crash never truncates a good file."""
-    partial = path.with_name(f".partial-{path.name}")
-    try:
-        write(partial)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
 def save_model(network: torch.nn.Module, card: ModelCard, folder: str | Path) -> Path:
     """Write ``<folder>/<card.name>.safetensors`` and its ``.json`` card; returns the weights path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / f"{card.name}{MODEL_SUFFIX}"
     state = {key: value.detach().to("cpu").contiguous() for key, value in network.state_dict().items()}
-    _write_atomically(weights, lambda path: save_file(state, str(path)))
-    _write_atomically(weights.with_suffix(CARD_SUFFIX), lambda path: path.write_text(json.dumps(asdict(card), indent=2)))
+    write_atomically(weights, lambda path: save_file(state, str(path)))
+    write_atomically(weights.with_suffix(CARD_SUFFIX), lambda path: path.write_text(json.dumps(asdict(card), indent=2)))
     return weights
 
 
@@ -162,8 +153,8 @@ def save_checkpoint(path: str | Path, tensors_and_state: dict[str, Any]) -> None
         return value
 
     structure = split(tensors_and_state, "state")
-    _write_atomically(path.with_suffix(MODEL_SUFFIX), lambda p: save_file(tensors, str(p)))
-    _write_atomically(path.with_suffix(CARD_SUFFIX), lambda p: p.write_text(json.dumps(structure)))
+    write_atomically(path.with_suffix(MODEL_SUFFIX), lambda p: save_file(tensors, str(p)))
+    write_atomically(path.with_suffix(CARD_SUFFIX), lambda p: p.write_text(json.dumps(structure)))
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:

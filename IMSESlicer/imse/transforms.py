@@ -13,6 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import ImageError
+from .files import write_atomically
 from .image import Image, from_sitk, to_sitk
 
 
@@ -21,14 +22,7 @@ def write_displacement_transform(displacement: Image, path: str | Path) -> Path:
     if not displacement.is_vector or displacement.array.shape[-1] != displacement.dim:
         raise ImageError("A displacement transform needs a vector image with one component per axis (mm).")
     field = to_sitk(displacement.with_array(displacement.array.astype(np.float64)))
-    path = Path(path)
-    partial = path.with_name(f".partial-{path.name}")
-    try:
-        sitk.WriteTransform(sitk.DisplacementFieldTransform(field), str(partial))
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
+    return write_atomically(path, lambda partial: sitk.WriteTransform(sitk.DisplacementFieldTransform(field), str(partial)))
 
 
 def read_displacement_transform(path: str | Path) -> Image:
