@@ -294,14 +294,13 @@ def _strain(args: argparse.Namespace) -> None:
 
 
 def _optional_evaluator(args: argparse.Namespace, dim: int, required: bool):
-    """The evaluator for error maps (and the imse similarity); None when none is installed
-    and none is required."""
-    try:
+    """The evaluator for error maps (and the imse similarity): the one named by ``--model``
+    (which must load), else the installed default, else None when none is required."""
+    from .evaluator import installed_evaluator
+
+    if args.model or required:
         return _load_evaluator(args, dim)
-    except ImageError:
-        if required:
-            raise
-        return None
+    return installed_evaluator(dim, str(resolve_device(args.device)))
 
 
 def _models(args: argparse.Namespace) -> None:

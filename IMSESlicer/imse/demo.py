@@ -18,6 +18,7 @@ import numpy as np
 
 from . import metrics
 from .data import LABELS, make_pair, warp_image
+from .evaluator import installed_evaluator
 from .image import Image, write_image
 from .register import RegistrationResult, RegistrationSettings, register_pair
 from .report import Panel, save_report
@@ -110,16 +111,6 @@ def _pair_outputs(pair, folder: Path, similarities: list[str], evaluator) -> dic
     return summary
 
 
-def _installed_evaluator(dim: int):
-    from .errors import ImageError
-    from .evaluator import Evaluator
-
-    try:
-        return Evaluator.load(dim=dim)
-    except ImageError:
-        return None
-
-
 def run_demo(out: Path, seed: int = 0) -> dict:
     """Build the 2D and 3D pairs, write everything under ``out`` and print a summary. The 2D
     pair is registered with MIND and, when a 2D evaluator is installed, with IMSE. The 3D pair
@@ -128,7 +119,7 @@ def run_demo(out: Path, seed: int = 0) -> dict:
     started = time.perf_counter()
     summary = {}
     for dim in (2, 3):
-        evaluator = _installed_evaluator(dim)
+        evaluator = installed_evaluator(dim)
         similarities = ([] if dim == 3 else ["mind"]) + (["imse"] if dim == 2 and evaluator is not None else [])
         pair = make_pair(dim=dim, fixed_contrast="t1", moving_contrast="t2", seed=seed)
         summary[f"{dim}d"] = _pair_outputs(pair, out / f"{dim}d", similarities, evaluator)

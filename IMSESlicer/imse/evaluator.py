@@ -89,6 +89,12 @@ def _tile_weights(corner, tile_shape, spatial, overlap: int, device: torch.devic
     return weight
 
 
+def installed_evaluator(dim: int, device: str = "cpu") -> "Evaluator | None":
+    """The default evaluator of dimension ``dim`` (see :meth:`Evaluator.load`), or ``None`` when
+    no evaluator of that dimension is installed."""
+    return Evaluator.load(dim=dim, device=device) if list_models(task="evaluator", dim=dim) else None
+
+
 @dataclass(frozen=True)
 class ErrorMapResult:
     """``magnitude``: |E| on the fixed image's grid (same geometry); ``statistics``: mean,

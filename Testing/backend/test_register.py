@@ -154,3 +154,14 @@ def test_failed_command_leaves_earlier_results_alone(tmp_path):
         main(["register", str(fixed), str(far), "--out", str(out), "--device", "cpu"])
     assert (out / "metrics.json").read_text() == "good"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["far.nrrd", "fixed.nrrd", "result"]
+
+
+def test_a_named_evaluator_that_does_not_exist_is_an_error_not_a_silent_skip(tmp_path):
+    from imse.cli import main
+    from imse.image import write_image
+
+    pair = make_pair(dim=2, seed=9)
+    fixed, moving = write_image(pair.fixed, tmp_path / "fixed.nrrd"), write_image(pair.moving, tmp_path / "moving.nrrd")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["register", str(fixed), str(moving), "--out", str(tmp_path / "out"), "--model", "no-such-model", "--iterations", "2"])
+    assert exit_info.value.code == 2 and not (tmp_path / "out").exists()
