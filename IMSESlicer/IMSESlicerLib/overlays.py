@@ -40,6 +40,15 @@ def _symmetric_robust_range(values: np.ndarray) -> tuple[float, float]:
     return -high, high
 
 
+def _folding_mask(values: np.ndarray) -> np.ndarray:
+    if not np.all((values == 0) | (values == 1)):
+        raise ImageError(
+            "A folding map is a mask: 1 where det J <= 0, 0 elsewhere. Make it from the Jacobian "
+            "determinant map (determinant <= 0), or show the determinant itself as a 'jacobian' map."
+        )
+    return values.astype(np.uint8)
+
+
 @dataclass(frozen=True)
 class MapKind:
     """How one kind of map is shown.
@@ -67,8 +76,9 @@ class MapKind:
 #: * ``score``: AdaCS score in (0, 1), unitless; Viridis over the fixed range 0 to 1.
 #: * ``jacobian``: the Jacobian determinant (unitless); DivergingBlueRed over 0 to 2, so that
 #:   1 (no volume change) is the neutral middle colour.
-#: * ``folding``: also the Jacobian determinant; the node holds the mask ``det J <= 0`` (1 where
-#:   the field folds, else 0), drawn pure red with the unfolded voxels transparent.
+#: * ``folding``: the folding mask, 1 where ``det J <= 0`` and 0 elsewhere (any other value is
+#:   refused, so that a Jacobian map is never shown as a mask by mistake); drawn pure red with
+#:   the unfolded voxels transparent.
 #: * ``strain``: strain as :mod:`imse.strain` gives it (unitless, 0.2 = 20 % lengthening); the
 #:   node holds PERCENT (values x 100), DivergingBlueRed centred on 0 over +-(99th percentile
 #:   of |strain|): red lengthening or thickening, blue shortening.
@@ -90,7 +100,7 @@ MAP_KINDS: dict[str, MapKind] = {
     ),
     "folding": MapKind(
         "vtkMRMLColorTableNodeRed", "Folding, det J <= 0", "1 = folded",
-        lambda values: (values <= 0).astype(np.uint8), lambda values: (0.0, 1.0), lambda window, values: (0.5, 1.0), "%.0f",
+        _folding_mask, lambda values: (0.0, 1.0), lambda window, values: (0.5, 1.0), "%.0f",
     ),
     "strain": MapKind(
         "vtkMRMLColorTableNodeFileDivergingBlueRed.txt", "Strain", "%",

@@ -94,15 +94,17 @@ def test_fixed_ranges_of_score_and_jacobian_and_strain_in_percent():
     assert legend_of(node).GetTitleText() == "Strain (%)"
 
 
-def test_folding_shows_only_folded_voxels():
+def test_folding_shows_only_folded_voxels_and_refuses_a_jacobian():
     jacobian = np.ones((4, 5, 6))
     jacobian[1, 2, 3], jacobian[2, 2, 2] = -0.5, 0.0
     scene = vtkMRMLScene()
-    node = map_volume(scene, a_map(jacobian), "Folding", "folding")
+    node = map_volume(scene, a_map(jacobian <= 0), "Folding", "folding")
     mask = image_from_volume(node).array
-    assert mask.sum() == 2 and mask[1, 2, 3] == 1 and mask[2, 2, 2] == 1
+    assert mask.dtype == np.uint8 and mask.sum() == 2 and mask[1, 2, 3] == 1 and mask[2, 2, 2] == 1
     display = node.GetDisplayNode()
     assert display.GetApplyThreshold() and (display.GetLowerThreshold(), display.GetUpperThreshold()) == (0.5, 1.0)
+    with pytest.raises(ImageError, match="mask"):
+        map_volume(scene, a_map(jacobian), "Folding", "folding")
 
 
 def test_geometry_is_kept_and_a_2d_map_becomes_one_slice():
