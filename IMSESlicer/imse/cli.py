@@ -29,6 +29,7 @@ from .similarity import SIMILARITIES
 from .train_evaluator import RECIPES
 
 SIMILARITY_NAMES = sorted(SIMILARITIES)
+OUT_OF_MEMORY_STATUS = 3  # exit status when CUDA runs out of memory (the Slicer job runner then retries on the CPU)
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -459,6 +460,11 @@ def main(argv: list[str] | None = None) -> int:
         args.handler(args)
     except ImageError as error:
         parser.exit(2, f"imse: error: {error}\n")
+    except torch.cuda.OutOfMemoryError:
+        parser.exit(
+            OUT_OF_MEMORY_STATUS,
+            "imse: error: the GPU ran out of memory: run again with --device cpu, or on smaller images (larger spacing)\n",
+        )
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0
