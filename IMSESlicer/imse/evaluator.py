@@ -133,11 +133,21 @@ class Evaluator:
     def _working_grid(self, fixed: Image) -> Image:
         """The fixed grid, or the same box at the model's training spacing when the two differ
         by more than 10 % (the network's features are learnt at that scale)."""
-        if np.allclose(fixed.geometry.spacing, self.card.spacing_mm, rtol=0.1):
+        spacing = tuple(np.broadcast_to(self.card.spacing_mm, (self.card.dim,)))
+        if fixed.dim == 3 and self.slicewise:  # in-plane at the model's spacing, slices kept
+            spacing = (*spacing, fixed.geometry.spacing[2])
+        if np.allclose(fixed.geometry.spacing, spacing, rtol=0.1):
             return fixed
-        return grid_with_spacing(fixed, self.card.spacing_mm)
+        return grid_with_spacing(fixed, spacing)
+
+    @property
+    def slicewise(self) -> bool:
+        """A 2D evaluator applied to 3D volumes slice by slice."""
+        return self.card.dim == 2
 
     def _check_dimension(self, image: Image) -> None:
+        if image.dim == 3 and self.slicewise:
+            return
         if image.dim != self.card.dim:
             raise ImageError(
                 f"The evaluator '{self.card.name}' is {self.card.dim}D but the image is {image.dim}D; "
@@ -151,6 +161,15 @@ class Evaluator:
         window = intensity_window(on_grid, percentiles=self.percentiles)
         return to_tensor(normalize_intensity(on_grid, percentiles=self.percentiles), self.device), window
 
+    def _predict(self, other: torch.Tensor, reference: torch.Tensor, tile: int) -> torch.Tensor:
+        """E of two normalised tensors ``[1, 1, *spatial]``; a 2D network on 3D tensors runs on
+        each slice of the first spatial axis (the volume was normalised as a whole, so thin
+        slices at the volume's edge keep the volume's intensity scale)."""
+        if other.dim() - 2 == self.card.dim:
+            return predict_tiled(self.network, other, reference, tile=tile)
+        slices = [predict_tiled(self.network, other[:, :, k], reference[:, :, k], tile=tile) for k in range(other.shape[2])]
+        return torch.stack(slices, dim=2)
+
     def error_map(
         self,
         fixed: Image,
@@ -161,6 +180,8 @@ class Evaluator:
     ) -> ErrorMapResult:
         """|E| of a fixed/moving pair on the fixed grid (the moving image is resampled onto it).
 
+        A 2D evaluator maps a 3D pair slice by slice along the first array axis (the slowest
+        index, e.g. axial slices of an axial acquisition).
         ``reference`` says which image is in the evaluator's trained modality (channel 1):
         ``fixed`` or ``moving``. ``mask`` (boolean, fixed grid) adds in-mask statistics.
         """
@@ -170,7 +191,7 @@ class Evaluator:
             raise ImageError(f"reference must be 'fixed' or 'moving', got '{reference}'.")
         grid = self._working_grid(fixed)
         other, trained_modality = (moving, fixed) if reference == "fixed" else (fixed, moving)
-        magnitude = predict_tiled(self.network, self._normalised(other, grid)[0], self._normalised(trained_modality, grid)[0], tile=tile).abs()
+        magnitude = self._predict(self._normalised(other, grid)[0], self._normalised(trained_modality, grid)[0], tile).abs()
         result = resample_to(from_tensor(magnitude, grid.geometry), fixed) if grid is not fixed else from_tensor(magnitude, fixed.geometry)
         statistics = {"image": summarize(result.array)}
         if mask is not None:
@@ -190,7 +211,7 @@ class Evaluator:
         grid = self._working_grid(source)
         y, _ = self._normalised(source, grid)
         x, (low, high) = self._normalised(reference, grid)
-        translated = (x - 2.0 * predict_tiled(self.network, y, x, tile=tile)).clamp(-1.0, 1.0)
+        translated = (x - 2.0 * self._predict(y, x, tile)).clamp(-1.0, 1.0)
         result = from_tensor(translated, grid.geometry)
         if grid is not source:
             result = resample_to(result, source)
