@@ -37,12 +37,14 @@ def python_executable() -> str:
 @dataclass
 class JobResult:
     """How a job ended: ``succeeded``; ``cancelled``; ``message`` (the last error line, if any);
-    ``log``: every line the child wrote to stderr and its non-progress stdout lines."""
+    ``log``: every line the child wrote to stderr and its non-progress stdout lines;
+    ``returncode``: the child's exit status."""
 
     succeeded: bool
     cancelled: bool
     message: str
     log: list[str] = field(default_factory=list)
+    returncode: int | None = None
 
 
 class Job:
@@ -100,7 +102,7 @@ class Job:
             code = self.process.returncode
             errors = [line for line in self._log if line.startswith("imse: error:")]
             message = errors[-1].removeprefix("imse: error: ") if errors else (self._log[-1] if self._log and code else "")
-            self.result = JobResult(code == 0 and not self._cancelled, self._cancelled, message, list(self._log))
+            self.result = JobResult(code == 0 and not self._cancelled, self._cancelled, message, list(self._log), code)
         return self.result is None
 
     def _drain(self) -> None:

@@ -1,0 +1,160 @@
+"""GUI glue shared by the module panels: one long run at a time behind an Apply button, and
+the small pieces every panel needs (module description, device label, model list, tables).
+
+Qt properties are used attribute-style (``button.enabled = False``), which Slicer's PythonQt
+and the test stand-in both support (PythonQt also keeps the ``setX`` setters; PySide6's
+attribute mode does not, so none are used).
+
+While a :class:`runs.CommandRun` goes on, Apply reads "Cancel" (and cancels it when pressed),
+a progress bar and a status line follow the command's progress, and a log box collects its
+output; a timer polls the run so the GUI never blocks. Qt is imported when a controller is
+made, never when this module is imported (the bridge stays importable without Qt).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+
+def format_progress(done: int, total: int, values: dict) -> str:
+    """A status line: ``12/150 loss 0.031 level 2``."""
+    shown = " ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}" for key, value in values.items())
+    return f"{done}/{total} {shown}".strip()
+
+
+class RunController:
+    """Drives ``applyButton`` / ``progressBar`` / ``statusLabel`` / ``logText`` (optional) for
+    one run at a time; ``on_done(run)`` is called when a run ends, however it ends."""
+
+    POLL_MILLISECONDS = 200
+
+    def __init__(self, applyButton, progressBar, statusLabel, logText=None) -> None:
+        import qt
+
+        self.applyButton = applyButton
+        self.progressBar = progressBar
+        self.statusLabel = statusLabel
+        self.logText = logText
+        self.run = None
+        self._apply_text = applyButton.text
+        self._on_done: Callable | None = None
+        self._timer = qt.QTimer()
+        self._timer.interval = self.POLL_MILLISECONDS
+        self._timer.timeout.connect(self._poll)
+        self.progressBar.visible = False
+
+    @property
+    def running(self) -> bool:
+        return self.run is not None
+
+    def start(self, run, on_done: Callable) -> None:
+        """Start ``run`` (a CommandRun not yet started) and follow it."""
+        self.run = run
+        self._on_done = on_done
+        run.on_progress = self._progress
+        self.applyButton.text = "Cancel"
+        self.applyButton.toolTip = "Stop the running job; nothing partial is added to the scene."
+        self.progressBar.visible = True
+        self.progressBar.value = 0
+        self.statusLabel.text = "Starting..."
+        run.start()
+        self._timer.start()
+
+    def cancel(self) -> None:
+        if self.run is not None:
+            self.statusLabel.text = "Cancelling..."
+            self.run.cancel()
+            self._poll()
+
+    def _progress(self, done: int, total: int, values: dict) -> None:
+        self.progressBar.maximum = max(total, 1)
+        self.progressBar.value = done
+        self.statusLabel.text = format_progress(done, total, values)
+
+    def _poll(self) -> None:
+        run = self.run
+        if run is None or run.poll():
+            return
+        self._timer.stop()
+        self.run = None
+        if self.logText is not None:
+            self.logText.plainText = "\n".join(run.log)
+        self.applyButton.text = self._apply_text
+        self.progressBar.visible = False
+        if run.cancelled:
+            self.statusLabel.text = "Cancelled: nothing was added to the scene."
+        elif run.error is not None:
+            self.statusLabel.text = f"Failed: {run.error}"
+        else:
+            self.statusLabel.text = "Done."
+        self._on_done(run)
+
+
+README_URL = "https://github.com/imseslicer/IMSESlicer#readme"
+
+
+def describe(parent, title: str, help_text: str, readme_anchor: str) -> None:
+    """Fill a module's ``parent`` as Slicer's module template does: title, help with a link to
+    the module's README section, contributors and acknowledgement."""
+    parent.title = title
+    parent.contributors = ["IMSESlicer developers"]
+    parent.helpText = f'{help_text}<p>See the <a href="{README_URL.replace("#readme", "#" + readme_anchor)}">module documentation</a>.</p>'
+    parent.acknowledgementText = (
+        "IMSE: Kong et al., Indescribable Multi-modal Spatial Evaluator, CVPR 2023. "
+        "AdaCS: adaptive correspondence scoring for unsupervised medical image registration. "
+        "Brain data: MNI ICBM152 2009a (through nilearn); echo cine: pydicom-data."
+    )
+
+
+def device_description() -> str:
+    """The device "auto" resolves to, with the GPU's name and memory, for a label."""
+    from .dependencies import missing_packages
+
+    if "torch" in missing_packages():
+        return "PyTorch is not installed yet."
+    from .devices import device_choices
+
+    return device_choices()[0][0]
+
+
+def backend_ready() -> bool:
+    """True when torch and the other packages are there; otherwise offer to install them
+    (asking first, through the PyTorch extension and Slicer's pip)."""
+    import slicer.util
+
+    from .dependencies import ensure_backend
+
+    return ensure_backend(slicer.util.confirmOkCancelDisplay)
+
+
+def fill_model_combo(combo, task: str, current: str = "") -> None:
+    """List the installed models of ``task`` (item text: name, dimension and modality; item
+    data: the name), keeping ``current`` selected when it is still there."""
+    from .dependencies import missing_packages
+
+    combo.clear()
+    combo.addItem("Default", "")
+    if "torch" in missing_packages():
+        return
+    from imse.models import list_models
+
+    for _, card in list_models(task=task):
+        combo.addItem(f"{card.name} ({card.dim}D, {card.modality})", card.name)
+    index = combo.findData(current)
+    combo.currentIndex = max(index, 0)
+
+
+def show_table(table_widget, rows: list[dict]) -> None:
+    """Rows of numbers and text in a QTableWidget (numbers to 4 significant digits)."""
+    import qt
+
+    columns = list(rows[0]) if rows else []
+    table_widget.clear()
+    table_widget.rowCount = len(rows)
+    table_widget.columnCount = len(columns)
+    table_widget.setHorizontalHeaderLabels(columns)
+    for row_index, row in enumerate(rows):
+        for column_index, column in enumerate(columns):
+            value = row.get(column, "")
+            text = f"{value:.4g}" if isinstance(value, float) else str(value)
+            table_widget.setItem(row_index, column_index, qt.QTableWidgetItem(text))
