@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import slicer
 import vtk
-from vtk.util.numpy_support import numpy_to_vtk
+from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from imse.errors import ImageError
 from imse.image import Image
@@ -48,3 +48,24 @@ def grid_transform_from_displacement(scene, displacement: Image, name: str):
     node = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", name)
     node.SetAndObserveTransformFromParent(transform)
     return node
+
+
+def displacement_from_transform(transform_node, reference: Image) -> Image:
+    """The displacement (mm, LPS) that ``transform_node`` applies, from parent, to each point of
+    the ``reference`` grid: ``u(p) = T(p) - p``, the backend's convention (the inverse of
+    :func:`grid_transform_from_displacement`). Any transform kind (linear, grid, B-spline,
+    composite) goes through VTK's batch point transform."""
+    if reference.dim != 3:
+        raise ImageError("The reference grid must be a 3D volume.")
+    k, j, i = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in reference.shape), indexing="ij")
+    indices = np.stack([i.ravel(), j.ravel(), k.ravel()], axis=1)  # ITK index order (i, j, k)
+    geometry = reference.geometry
+    points_lps = indices @ geometry.index_to_physical_matrix.T + np.asarray(geometry.origin)  # [N, 3] mm
+    points_ras = np.ascontiguousarray(points_lps @ RAS_FROM_LPS.T, dtype=np.float64)
+    source = vtk.vtkPoints()
+    source.SetData(numpy_to_vtk(points_ras, deep=True))
+    moved = vtk.vtkPoints()
+    transform_node.GetTransformFromParent().TransformPoints(source, moved)
+    moved_ras = vtk_to_numpy(moved.GetData()).astype(np.float64)
+    vectors = ((moved_ras - points_ras) @ RAS_FROM_LPS.T).astype(np.float32)
+    return Image(vectors.reshape(*reference.shape, 3), reference.geometry)

@@ -67,3 +67,26 @@ def volume_from_image(scene, image: Image, name: str):
     node.CreateDefaultDisplayNodes()
     update_volume_from_image(node, image)
     return node
+
+
+def world_image_from_volume(node) -> Image:
+    """The volume as it is seen in the scene: with its parent transforms applied (hardened on a
+    temporary copy, so the node and its transform are untouched). A linear transform changes
+    only the geometry; a non-linear one resamples the voxels. Without a transform this is
+    :func:`image_from_volume`."""
+    if node is None or node.GetParentTransformNode() is None:
+        return image_from_volume(node)
+    scene = node.GetScene()
+    copy = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", scene.GenerateUniqueName("imse-temporary"))
+    try:
+        image_data = vtk.vtkImageData()
+        image_data.DeepCopy(node.GetImageData())
+        copy.SetAndObserveImageData(image_data)
+        ijk_to_ras = vtk.vtkMatrix4x4()
+        node.GetIJKToRASMatrix(ijk_to_ras)
+        copy.SetIJKToRASMatrix(ijk_to_ras)
+        copy.SetAndObserveTransformNodeID(node.GetParentTransformNode().GetID())
+        slicer.vtkSlicerTransformLogic().hardenTransform(copy)
+        return image_from_volume(copy)
+    finally:
+        scene.RemoveNode(copy)
