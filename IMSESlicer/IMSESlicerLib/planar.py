@@ -55,3 +55,18 @@ def as_planar(image: Image) -> Image:
         )
     geometry = Geometry(image.geometry.spacing[:2], image.geometry.origin[:2], tuple(direction[:2, :2].ravel()))
     return Image(image.array[0], geometry)
+
+
+def onto_single_slice(image: Image, grid: Image) -> Image:
+    """A 2D result (scalar, or a displacement with components x, y in mm) computed from
+    :func:`as_planar` of the single-slice volume ``grid``, put back on ``grid``'s 3D geometry
+    (its slice position kept; a displacement gains a zero z component). 3D images are returned
+    unchanged."""
+    if image.dim == 3:
+        return image
+    if image.shape != grid.shape[1:]:
+        raise ImageError(f"The 2D result {image.shape} does not match the slice {grid.shape[1:]}.")
+    array = image.array
+    if image.is_vector:
+        array = np.concatenate([array, np.zeros(array.shape[:-1] + (1,), array.dtype)], axis=-1)
+    return Image(array[None], grid.geometry)

@@ -1,0 +1,107 @@
+"""IMSE Registration: Logic on the built-in pair, the panel with Apply and Cancel, the self-test."""
+
+import json
+
+import numpy as np
+import pytest
+
+import slicer_standin
+
+
+def _wait(widget, seconds=600.0):
+    """Process events until the panel's run has ended (what the user sees: the timer polls)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while widget.controller.running and time.monotonic() < deadline:
+        slicer_standin.app_process_events(1)
+        time.sleep(0.05)
+    assert not widget.controller.running, "the run did not end in time"
+
+
+def _parameters(logic, nodes, **values):
+    parameters = logic.getParameterNode()
+    parameters.fixedVolume, parameters.movingVolume = nodes["fixed"], nodes["moving"]
+    parameters.levels, parameters.iterations, parameters.device = 1, 30, "cpu"
+    for name, value in values.items():
+        setattr(parameters, name, value)
+    return parameters
+
+
+def test_logic_transform_reproduces_the_backend_warped_image(scene):
+    """Setting the output transform on the moving volume resamples it onto the fixed grid as
+    the backend's warped image does (the transform is "from parent" in Slicer)."""
+    from IMSERegistration import IMSERegistrationLogic
+    from IMSESlicerLib.sample_data import load_sample
+    from IMSESlicerLib.volumes import image_from_volume, world_image_from_volume
+
+    nodes = load_sample(scene, "IMSE brain pair 2D")
+    logic = IMSERegistrationLogic()
+    result = logic.registrationRun(_parameters(logic, nodes, similarity="MIND")).start().wait()
+    assert nodes["moving"].GetParentTransformNode() is result.transform
+    warped = image_from_volume(result.warped)
+    fixed = image_from_volume(nodes["fixed"])
+    assert warped.shape == fixed.shape
+    np.testing.assert_allclose(warped.geometry.origin, fixed.geometry.origin, atol=1e-5)
+    from imse.image import resample_to
+
+    shown = resample_to(world_image_from_volume(nodes["moving"]), fixed)  # the moving volume through the new transform
+    inside = fixed.array > 0
+    difference = np.abs(shown.array - warped.array)[inside]
+    assert np.median(difference) < 0.02 * np.percentile(warped.array[inside], 99)
+    assert result.jacobian is not None and result.table is not None and result.lossPlot is not None
+    assert any(row["quantity"] == "folding_percent" for row in result.rows)
+
+
+def test_logic_bad_input_says_what_to_do(scene):
+    from IMSERegistration import IMSERegistrationLogic
+    from IMSESlicerLib.sample_data import load_sample
+
+    nodes = load_sample(scene, "IMSE brain pair 2D")
+    logic = IMSERegistrationLogic()
+    with pytest.raises(ValueError, match="registration network"):
+        logic.registrationRun(_parameters(logic, nodes, mode="network"))
+
+
+def test_panel_registers_and_cancel_leaves_nothing(scene, screenshots):
+    from IMSESlicerLib.sample_data import load_sample
+
+    nodes = load_sample(scene, "IMSE brain pair 2D")
+    widget = slicer_standin.open_module("IMSERegistration")
+    ui = widget.ui
+    ui.fixedVolumeSelector.setCurrentNode(nodes["fixed"])
+    ui.movingVolumeSelector.setCurrentNode(nodes["moving"])
+    ui.deviceComboBox.currentIndex = ui.deviceComboBox.findText("cpu")
+    ui.levelsSpinBox.value = 1
+    ui.iterationsSpinBox.value = 5000  # long: cancelled below
+    ui.applyTransformCheckBox.checked = False
+    volumes_before = scene.GetNumberOfNodesByClass("vtkMRMLVolumeNode")
+    transforms_before = scene.GetNumberOfNodesByClass("vtkMRMLTransformNode")
+
+    ui.applyButton.click()
+    assert widget.controller.running and ui.applyButton.text == "Cancel"
+    run = widget.controller.run
+    slicer_standin.app_process_events()
+    ui.applyButton.click()  # Cancel
+    _wait(widget)
+    assert run.cancelled and not run.workspace.folder.exists()
+    assert scene.GetNumberOfNodesByClass("vtkMRMLVolumeNode") == volumes_before
+    assert scene.GetNumberOfNodesByClass("vtkMRMLTransformNode") == transforms_before
+    assert "Cancelled" in ui.statusLabel.text and ui.applyButton.text == "Register"
+
+    ui.iterationsSpinBox.value = 30
+    ui.applyButton.click()
+    _wait(widget)
+    assert widget.controller.run is None and "Registered with MIND" in ui.statusLabel.text, ui.statusLabel.text
+    assert scene.GetFirstNodeByName(f"{nodes['moving'].GetName()} registered") is not None
+    assert scene.GetFirstNodeByName(f"{nodes['moving'].GetName()} registration transform") is not None
+    assert ui.metricsTable.rowCount >= 3
+    assert nodes["moving"].GetParentTransformNode() is None  # "apply" was unticked
+    slicer_standin.screenshot(widget, screenshots / "IMSERegistration.png")
+
+
+def test_self_test_passes_in_the_stand_in(scene):
+    import slicer
+
+    slicer_standin.open_module("IMSERegistration")
+    slicer.selfTests["IMSERegistration"]()
