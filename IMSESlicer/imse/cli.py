@@ -86,6 +86,43 @@ def _train_evaluator(args: argparse.Namespace) -> None:
         print(f"model written: {weights} (card: {weights.with_suffix('.json')})")
 
 
+def _train_registration(args: argparse.Namespace) -> None:
+    from .registration_network import RegistrationTrainingConfig, train_registration_network
+
+    config = RegistrationTrainingConfig(
+        out=Path(args.out),
+        name=args.name,
+        dim=args.dim,
+        similarity=args.similarity,
+        evaluator=args.evaluator,
+        both_orders=args.both_orders,
+        both_directions=args.both_directions,
+        regularization=args.regularization,
+        regularization_weight=args.regularization_weight,
+        diffeomorphic=args.diffeomorphic,
+        spacing_mm=args.spacing,
+        patch_size=tuple(args.patch_size) if args.patch_size else None,
+        contrasts=tuple(args.contrasts),
+        max_displacement_mm=tuple(args.max_displacement),
+        pool_size=args.pool_size,
+        batch_size=args.batch_size,
+        iterations=args.iterations,
+        max_minutes=args.max_minutes,
+        learning_rate=args.learning_rate,
+        validation_every=args.validation_every,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+        seed=args.seed,
+        device=args.device,
+    )
+    if args.progress == "json":  # training draws its own bar otherwise
+        with _progress_reporter("json", "training") as progress:
+            weights = train_registration_network(config, progress=progress)
+    else:
+        weights = train_registration_network(config)
+    print(f"model written: {weights} (card: {weights.with_suffix('.json')})")
+
+
 def _load_evaluator(args: argparse.Namespace, dim: int):
     from .evaluator import Evaluator
 
@@ -158,14 +195,19 @@ def _staged_folder(out: Path):
 def _register(args: argparse.Namespace) -> None:
     from .image import read_image, write_image
     from .register import RegistrationSettings, register_pair
+    from .registration_network import is_registration_model, load_registration_network, register_with_network
     from .transforms import write_displacement_transform
 
     fixed, moving = read_image(args.fixed), read_image(args.moving)
     fixed_mask = read_image(args.fixed_mask) if args.fixed_mask else None
     moving_mask = read_image(args.moving_mask) if args.moving_mask else None
+    network = load_registration_network(args.model, resolve_device(args.device)) if args.model and is_registration_model(args.model) else None
+    if network is None and args.refine_iterations:
+        raise ImageError("--refine-iterations refines a registration network's result: give --model with a registration model.")
+    similarity = args.similarity or (network.card.training.get("similarity", "mind") if network else "mind")
     settings = RegistrationSettings(
-        similarity=args.similarity,
-        levels=args.levels,
+        similarity=similarity,
+        levels=args.levels if args.levels is not None else (3 if network is None else 1),
         iterations=args.iterations,
         regularization=args.regularization,
         regularization_weight=args.regularization_weight,
@@ -173,11 +215,19 @@ def _register(args: argparse.Namespace) -> None:
         affine=args.affine,
         device=args.device,
     )
-    evaluator = _optional_evaluator(args, fixed.dim, required=args.similarity == "imse")
-    with _progress_reporter(args.progress, "registering") as progress:
-        result = register_pair(fixed, moving, settings, fixed_mask, moving_mask, evaluator, progress=progress)
+    if network is not None:  # --model named the network: error maps (and an imse refinement) use the default evaluator
+        evaluator = _optional_evaluator(argparse.Namespace(model=None, device=args.device), fixed.dim, required=similarity == "imse")
+        with _progress_reporter(args.progress, "registering") as progress:
+            result = register_with_network(
+                fixed, moving, network, args.refine_iterations, settings, fixed_mask, moving_mask, evaluator, progress, device=args.device
+            )
+    else:
+        evaluator = _optional_evaluator(args, fixed.dim, required=similarity == "imse")
+        with _progress_reporter(args.progress, "registering") as progress:
+            result = register_pair(fixed, moving, settings, fixed_mask, moving_mask, evaluator, progress=progress)
     summary = {
-        "similarity": args.similarity,
+        "mode": "optimisation" if network is None else f"network {network.card.name}" + (f" + {args.refine_iterations} refinement iterations" if args.refine_iterations else ""),
+        "similarity": similarity,
         "seconds": round(result.seconds, 2),
         "folding_percent": metrics.folding_percentage(result.displacement),
         "mean_gradient_magnitude": metrics.mean_gradient_magnitude(result.displacement),
@@ -312,8 +362,8 @@ def _models(args: argparse.Namespace) -> None:
         print(f"{card.name}: {card.task}, {card.dim}D {card.architecture}, modality {card.modality}, {card.spacing_mm} mm ({weights})")
 
 
-def _add_evaluator_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="evaluator name or path (default: the first installed one of the image's dimension)")
+def _add_evaluator_options(parser: argparse.ArgumentParser, model_help: str = "evaluator name or path") -> None:
+    parser.add_argument("--model", help=f"{model_help} (default: the first installed evaluator of the image's dimension)")
     parser.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu (default: %(default)s)")
     parser.add_argument("--tile", type=int, default=128, help="tile size in voxels for large volumes (default: %(default)s)")
 
@@ -382,12 +432,42 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluator_options(translate)
     translate.set_defaults(handler=_translate)
 
-    register = commands.add_parser("register", help="register MOVING onto FIXED by optimisation (writes warped image, transform, maps, metrics)")
+    train_registration = commands.add_parser(
+        "train-registration",
+        help="train a registration network (one-shot displacement) on built-in MNI pairs with the IMSE or MIND loss",
+    )
+    train_registration.add_argument("--out", required=True, help="output folder for the model and its checkpoints")
+    train_registration.add_argument("--name", default="registration", help="model name (file stem) (default: %(default)s)")
+    train_registration.add_argument("--dim", type=int, choices=(2, 3), default=2, help="2D slices or 3D volumes (default: %(default)s)")
+    train_registration.add_argument("--similarity", choices=("imse", "mind"), default="imse", help="training loss (default: %(default)s)")
+    train_registration.add_argument("--evaluator", help="frozen evaluator for the imse loss, name or path (default: the shipped one)")
+    train_registration.add_argument("--one-order", dest="both_orders", action="store_false", help="imse: only the order [other, T1], not both")
+    train_registration.add_argument("--one-direction", dest="both_directions", action="store_false", help="only register other contrasts onto T1")
+    train_registration.add_argument("--regularization", choices=REGULARIZERS, default="diffusion", help="(default: %(default)s)")
+    train_registration.add_argument("--regularization-weight", type=float, help="(default: 0.1 for imse, 0.3 for mind)")
+    train_registration.add_argument("--diffeomorphic", action="store_true", help="predict a stationary velocity (invertible result)")
+    train_registration.add_argument("--spacing", type=float, help="training spacing in mm (default: 2 in 2D, 3 in 3D)")
+    train_registration.add_argument("--patch-size", type=int, nargs="+", help="voxels, NumPy order (default: 112 96 / 32 80 64)")
+    train_registration.add_argument("--contrasts", nargs="+", default=["t2", "pd"], help="moving contrasts of the pairs (default: %(default)s)")
+    train_registration.add_argument("--max-displacement", type=float, nargs=2, default=[2.0, 10.0], metavar=("LOW", "HIGH"), help="mm (default: %(default)s)")
+    train_registration.add_argument("--pool-size", type=int, default=512, help="training pairs generated once (default: %(default)s)")
+    train_registration.add_argument("--batch-size", type=int, default=8, help="(default: %(default)s)")
+    train_registration.add_argument("--iterations", type=int, default=2000, help="(default: %(default)s)")
+    train_registration.add_argument("--max-minutes", type=float, help="stop after this many minutes and write the model")
+    train_registration.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
+    train_registration.add_argument("--validation-every", type=int, default=100, help="(default: %(default)s)")
+    train_registration.add_argument("--checkpoint-every", type=int, default=200, help="(default: %(default)s)")
+    train_registration.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last")
+    train_registration.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    train_registration.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu (default: %(default)s)")
+    train_registration.set_defaults(handler=_train_registration)
+
+    register = commands.add_parser("register", help="register MOVING onto FIXED by optimisation or with a registration network (writes warped image, transform, maps, metrics)")
     register.add_argument("fixed", help="fixed image")
     register.add_argument("moving", help="moving image")
     register.add_argument("--out", required=True, help="output folder")
-    register.add_argument("--similarity", choices=SIMILARITY_NAMES, default="mind", help="(default: %(default)s)")
-    register.add_argument("--levels", type=int, default=3, help="pyramid levels (default: %(default)s)")
+    register.add_argument("--similarity", choices=SIMILARITY_NAMES, help="(default: mind; with a registration network, its training loss)")
+    register.add_argument("--levels", type=int, help="pyramid levels (default: 3; 1 when refining a network's result)")
     register.add_argument("--iterations", type=int, default=150, help="iterations per level at most (default: %(default)s)")
     register.add_argument("--regularization", choices=REGULARIZERS, default="diffusion", help="(default: %(default)s)")
     register.add_argument("--regularization-weight", type=float, help="(default: a weight suited to the similarity)")
@@ -395,7 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--affine", action="store_true", help="affine pre-alignment first")
     register.add_argument("--fixed-mask", help="mask on the fixed grid")
     register.add_argument("--moving-mask", help="mask on the moving grid")
-    _add_evaluator_options(register)
+    register.add_argument("--refine-iterations", type=int, default=0, help="with a registration network: optimisation steps after it (default: %(default)s)")
+    _add_evaluator_options(register, "a registration network's name or path (one-shot registration), or an evaluator's (error maps, imse similarity)")
     register.set_defaults(handler=_register)
 
     adacs = commands.add_parser("adacs", help="AdaCS registration with correspondence scoring (cardiac frames)")
