@@ -123,9 +123,15 @@ def _train_registration(args: argparse.Namespace) -> None:
     print(f"model written: {weights} (card: {weights.with_suffix('.json')})")
 
 
-def _load_evaluator(args: argparse.Namespace, dim: int):
+def _load_evaluator(args: argparse.Namespace, dim: int, slicewise: bool = False):
+    """The evaluator named by ``--model``, else the installed default of dimension ``dim``. With
+    ``slicewise`` (error maps, translation), a 3D image gets the default 2D evaluator, applied
+    slice by slice, when no 3D evaluator is installed."""
     from .evaluator import Evaluator
+    from .models import list_models
 
+    if slicewise and args.model is None and dim == 3 and not list_models(task="evaluator", dim=3):
+        dim = 2
     return Evaluator.load(args.model, dim=dim, device=str(resolve_device(args.device)))
 
 
@@ -134,7 +140,7 @@ def _error_map(args: argparse.Namespace) -> None:
 
     fixed, moving = read_image(args.fixed), read_image(args.moving)
     mask = read_image(args.mask).array > 0.5 if args.mask else None
-    result = _load_evaluator(args, fixed.dim).error_map(fixed, moving, reference=args.reference, mask=mask, tile=args.tile)
+    result = _load_evaluator(args, fixed.dim, slicewise=True).error_map(fixed, moving, reference=args.reference, mask=mask, tile=args.tile)
     out = Path(args.out)
     write_image(result.magnitude, out)
     statistics_path = out.with_name(out.name.split(".")[0] + "-statistics.json")
@@ -145,11 +151,26 @@ def _error_map(args: argparse.Namespace) -> None:
 
 
 def _translate(args: argparse.Namespace) -> None:
-    from .image import read_image, write_image
+    from .image import read_image, resample_to, write_image
 
     source, reference = read_image(args.source), read_image(args.reference)
-    translated = _load_evaluator(args, source.dim).translate(source, reference, tile=args.tile)
-    print(f"translation written: {write_image(translated, args.out)}")
+    translated = _load_evaluator(args, source.dim, slicewise=True).translate(source, reference, tile=args.tile)
+    scores = {}
+    if args.truth:  # the translation and, for comparison, the two inputs as given, against the truth
+        truth = resample_to(read_image(args.truth), source)
+        compared = {"translated": translated, "source": source, "reference": resample_to(reference, source, default_value=float(reference.array.min()))}
+        scores = {
+            name: {"nmae": metrics.nmae(image, truth), "psnr_db": metrics.psnr(image, truth), "ssim": metrics.ssim(image, truth)}
+            for name, image in compared.items()
+        }
+    out = write_image(translated, args.out)
+    print(f"translation written: {out}")
+    if scores:
+        scores_path = out.with_name(out.name.split(".")[0] + "-metrics.json")
+        scores_path.write_text(json.dumps(scores, indent=2))
+        for name, values in scores.items():
+            print(f"{name}: NMAE {values['nmae']:.4f}, PSNR {values['psnr_db']:.2f} dB, SSIM {values['ssim']:.4f}")
+        print(f"metrics written: {scores_path}")
 
 
 PROGRESS_PREFIX = "IMSE-PROGRESS "
@@ -425,10 +446,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluator_options(error_map)
     error_map.set_defaults(handler=_error_map)
 
-    translate = commands.add_parser("translate", help="reference-guided translation: SOURCE's layout in REFERENCE's modality")
+    translate = commands.add_parser("translate", help="reference-guided translation: SOURCE's layout in REFERENCE's modality (a 2D evaluator maps 3D images slice by slice)")
     translate.add_argument("source", help="image whose spatial layout is wanted")
     translate.add_argument("reference", help="image in the modality wanted (the evaluator's trained modality)")
     translate.add_argument("--out", required=True, help="output image, on the source's grid")
+    translate.add_argument(
+        "--truth",
+        help="the source's layout in the reference's modality, if known: NMAE, PSNR and SSIM of the translation "
+        "(and of both inputs as given) go to OUT's stem + '-metrics.json'",
+    )
     _add_evaluator_options(translate)
     translate.set_defaults(handler=_translate)
 
