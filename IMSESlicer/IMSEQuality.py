@@ -9,6 +9,7 @@ in Slicer's process.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import numpy as np
@@ -212,15 +213,22 @@ class IMSEQualityLogic(ScriptedLoadableModuleLogic):
 
     def errorMap(self, fixedVolume, movingVolume, outputVolume=None, model="", reference="fixed", mask=None, device="auto"):
         """|E| of ``movingVolume`` (with its transform) against ``fixedVolume`` on the fixed grid,
-        into ``outputVolume`` (a new volume when None) with the error colours and legend.
-        Returns (volume node, statistics dict: {"image": {...}, "mask": {...}})."""
+        into ``outputVolume`` (a new volume when None) with the error colours and legend. When
+        the GPU runs out of memory the map is computed on the CPU (with a warning). Returns (volume node, statistics dict: {"image": {...}, "mask": {...}})."""
+        import torch
+
         from IMSESlicerLib.overlays import map_volume
         from IMSESlicerLib.volumes import image_from_volume, world_image_from_volume
 
         fixed = world_image_from_volume(fixedVolume)
         moving = world_image_from_volume(movingVolume)
         maskArray = image_from_volume(mask).array > 0 if mask is not None else None
-        result = self.evaluator(model, device).error_map(fixed, moving, reference=reference, mask=maskArray)
+        try:
+            result = self.evaluator(model, device).error_map(fixed, moving, reference=reference, mask=maskArray)
+        except torch.cuda.OutOfMemoryError:  # the documented fallback: same map, on the CPU
+            torch.cuda.empty_cache()
+            logging.warning("IMSE Quality: the GPU ran out of memory; the error map is computed on the CPU.")
+            result = self.evaluator(model, "cpu").error_map(fixed, moving, reference=reference, mask=maskArray)
         name = f"{movingVolume.GetName()} IMSE error"
         node = map_volume(fixedVolume.GetScene(), result.magnitude, name, "error", node=outputVolume)
         return node, result.statistics

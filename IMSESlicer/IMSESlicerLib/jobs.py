@@ -4,7 +4,7 @@ The child prints one ``IMSE-PROGRESS {json}`` line per update (``imse --progress
 reader thread queues them, and the GUI drains the queue from a timer with :meth:`Job.poll`
 (no Qt here, so this module is testable without Slicer). :meth:`Job.cancel` ends the whole
 process group: SIGTERM first, which the ``imse`` command turns into a clean exit that removes
-its staged outputs, then SIGKILL if it does not stop. :meth:`Job.wait` serves scripts and
+its staged outputs, then SIGKILL if it does not stop (on Windows, ``taskkill`` of the tree). :meth:`Job.wait` serves scripts and
 tests.
 """
 
@@ -32,6 +32,13 @@ PROGRESS_PREFIX = "IMSE-PROGRESS "
 def python_executable() -> str:
     """Slicer's ``PythonSlicer`` when running inside Slicer, else this interpreter."""
     return shutil.which("PythonSlicer") or sys.executable
+
+
+def _new_process_group() -> dict:
+    """Popen options giving the child its own process group, so cancel reaches its children."""
+    if os.name == "nt":
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+    return {"start_new_session": True}
 
 
 @dataclass
@@ -80,7 +87,7 @@ class Job:
             encoding="utf-8",
             errors="replace",
             env=environment,
-            start_new_session=True,  # its own process group, so cancel reaches its children
+            **_new_process_group(),
         )
         for stream, name in ((self.process.stdout, "stdout"), (self.process.stderr, "stderr")):
             threading.Thread(target=self._read, args=(stream, name), daemon=True).start()
@@ -119,10 +126,17 @@ class Job:
                 self._log.append(line)
 
     def cancel(self, grace_seconds: float = 10.0) -> None:
-        """Stop the job and every process it started; its staged outputs are removed."""
+        """Stop the job and every process it started. On POSIX the process group gets SIGTERM
+        (the imse command then removes its staged outputs) and SIGKILL after
+        ``grace_seconds``; on Windows ``taskkill /T /F`` ends the process tree at once (the
+        caller's workspace folder holds anything it left)."""
         if self.process is None or self.process.poll() is not None:
             return
         self._cancelled = True
+        if os.name == "nt":
+            subprocess.run(["taskkill", "/T", "/F", "/PID", str(self.process.pid)], capture_output=True, check=False)
+            self.process.wait()
+            return
         group = os.getpgid(self.process.pid)
         os.killpg(group, signal.SIGTERM)
         try:

@@ -95,3 +95,28 @@ def test_self_test_passes_in_the_stand_in(scene):
 
     slicer_standin.open_module("IMSEQuality")
     slicer.selfTests["IMSEQuality"]()
+
+
+def test_logic_falls_back_to_the_cpu_when_the_gpu_runs_out_of_memory(scene, monkeypatch):
+    import torch
+
+    from IMSEQuality import IMSEQualityLogic
+    from IMSESlicerLib.sample_data import load_sample
+
+    nodes = load_sample(scene, "IMSE brain pair 2D")
+    logic = IMSEQualityLogic()
+    devices = []
+    real_evaluator = logic.evaluator
+
+    def evaluator(model="", device="auto"):
+        devices.append(device)
+        loaded = real_evaluator(model, "cpu")
+        if device != "cpu":
+            failing = type("OutOfMemoryEvaluator", (), {})()
+            failing.error_map = lambda *args, **kwargs: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("CUDA out of memory"))
+            return failing
+        return loaded
+
+    monkeypatch.setattr(logic, "evaluator", evaluator)
+    node, statistics = logic.errorMap(nodes["fixed"], nodes["moving"], device="cuda")
+    assert devices == ["cuda", "cpu"] and statistics["image"]["mean"] > 0
