@@ -95,7 +95,16 @@ README_URL = "https://github.com/imseslicer/IMSESlicer#readme"
 
 def describe(parent, title: str, help_text: str, readme_anchor: str) -> None:
     """Fill a module's ``parent`` as Slicer's module template does: title, help with a link to
-    the module's README section, contributors and acknowledgement."""
+    the module's README section, contributors, acknowledgement and icon
+    (Resources/Icons/<title without spaces>.png, looked up in the shared Resources so it shows
+    from the source tree too); once the application has
+    started, the built-in samples join the Sample Data module (idempotent)."""
+    import qt
+    import slicer
+
+    from .resources import resource_path
+    from .sample_data import register_sample_data
+
     parent.title = title
     parent.contributors = ["IMSESlicer developers"]
     parent.helpText = f'{help_text}<p>See the <a href="{README_URL.replace("#readme", "#" + readme_anchor)}">module documentation</a>.</p>'
@@ -104,6 +113,8 @@ def describe(parent, title: str, help_text: str, readme_anchor: str) -> None:
         "AdaCS: adaptive correspondence scoring for unsupervised medical image registration. "
         "Brain data: MNI ICBM152 2009a (through nilearn); echo cine: pydicom-data."
     )
+    parent.icon = qt.QIcon(resource_path(f"Icons/{title.replace(' ', '')}.png"))
+    slicer.app.connect("startupCompleted()", register_sample_data)
 
 
 def device_description() -> str:
