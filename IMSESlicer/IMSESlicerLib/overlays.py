@@ -23,7 +23,7 @@ from .planar import as_single_slice
 from .volumes import update_volume_from_image
 
 #: Fraction of the error window below which |E| is transparent (Slicer's lower threshold).
-ERROR_TRANSPARENT_FRACTION = 0.05
+ERROR_TRANSPARENT_FRACTION = 0.2
 #: Percentile of the values that sets the "robust" ends of the error and strain windows.
 ROBUST_PERCENTILE = 99.0
 MAP_KIND_ATTRIBUTE = "IMSE.MapKind"
@@ -72,7 +72,7 @@ class MapKind:
 #: The kinds of map and how each looks. Inputs, as the backend gives them:
 #:
 #: * ``error``: IMSE ``|E|`` (unitless: half the normalised intensity range, so 1 is the whole
-#:   range); Inferno from 0 to the 99th percentile, values under 5 % of that transparent.
+#:   range); Inferno from 0 to the 99th percentile, values under 20 % of that transparent (small residuals would otherwise tint the whole brain).
 #: * ``score``: AdaCS score in (0, 1), unitless; Viridis over the fixed range 0 to 1.
 #: * ``jacobian``: the Jacobian determinant (unitless); DivergingBlueRed over 0 to 2, so that
 #:   1 (no volume change) is the neutral middle colour.

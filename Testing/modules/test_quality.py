@@ -78,6 +78,9 @@ def test_panel_computes_maps_table_and_overlay_and_updates_live(scene, screensho
     assert composite.GetBackgroundVolumeID() == nodes["fixed"].GetID()
     assert scene.GetFirstNodeByClass("vtkMRMLTableNode") is not None
     slicer_standin.screenshot(widget, screenshots / "IMSEQuality.png")
+    from slicer_standin.slice_view import render_red_slice_view
+
+    render_red_slice_view(scene, screenshots / "IMSEQuality-slice-view.png", "T2-like moving vs T1 fixed: IMSE |E| over the fixed")
 
     before = slicer.util.arrayFromVolume(error_node).mean()
     ui.liveCheckBox.checked = True

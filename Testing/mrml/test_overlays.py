@@ -6,7 +6,7 @@ import pytest
 import slicer
 from slicer import vtkMRMLScene
 
-from IMSESlicerLib.overlays import MAP_KIND_ATTRIBUTE, MAP_KINDS, color_node, map_volume, show_overlay
+from IMSESlicerLib.overlays import ERROR_TRANSPARENT_FRACTION, MAP_KIND_ATTRIBUTE, MAP_KINDS, color_node, map_volume, show_overlay
 from IMSESlicerLib.volumes import image_from_volume
 from imse.errors import ImageError
 from imse.geometry import Geometry
@@ -71,7 +71,7 @@ def test_error_map_window_threshold_and_legend():
     assert display.GetWindowLevelMin() == pytest.approx(0.0, abs=1e-6)
     assert display.GetWindowLevelMax() == pytest.approx(high, rel=1e-5)
     assert display.GetApplyThreshold()
-    assert display.GetLowerThreshold() == pytest.approx(0.05 * high, rel=1e-5)
+    assert display.GetLowerThreshold() == pytest.approx(ERROR_TRANSPARENT_FRACTION * high, rel=1e-5)
     assert display.GetUpperThreshold() >= values.max() - 1e-6
     legend = legend_of(node)
     assert legend.GetVisibility() and legend.GetTitleText() == "IMSE error |E| (normalised intensity)"
