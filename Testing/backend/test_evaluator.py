@@ -11,7 +11,7 @@ import torch
 from imse.cli import main
 from imse.data import make_pair
 from imse.errors import ImageError
-from imse.evaluator import Evaluator
+from imse.evaluator import Evaluator, predict
 from imse.geometry import Geometry
 from imse.image import Image, read_image, resample_to, write_image
 from imse.models import ModelCard, load_model, save_model
@@ -81,13 +81,27 @@ def test_translation_keeps_the_source_grid_and_the_reference_range(untrained_mod
 
 
 def test_dimension_mismatch_and_missing_models_are_clear(untrained_models, pair_2d, monkeypatch, tmp_path):
-    volume_pair = make_pair(dim=3, spacing_mm=6.0, seed=1)
-    with pytest.raises(ImageError, match="is 2D but the image is 3D"):
-        evaluator(untrained_models, 2).error_map(volume_pair.fixed, volume_pair.moving)
+    with pytest.raises(ImageError, match="is 3D but the image is 2D"):
+        evaluator(untrained_models, 3).error_map(pair_2d.fixed, pair_2d.moving)
     monkeypatch.setenv("IMSE_MODEL_DIR", str(tmp_path))
     monkeypatch.setattr("imse.models.model_directories", lambda: [tmp_path])
     with pytest.raises(ImageError, match="No 3D evaluator is installed"):
         Evaluator.load(dim=3)
+
+
+def test_2d_evaluator_maps_a_volume_slice_by_slice(untrained_models):
+    """Each slice of the volume's map is the 2D network on that slice, the volume having been
+    normalised as a whole (so it equals the 2D map of a pair normalised the same way)."""
+    pair = make_pair(dim=3, spacing_mm=6.0, seed=1)
+    model = evaluator(untrained_models, 2)
+    model.card.spacing_mm = 6.0  # no in-plane resampling: compare on the volume's own grid
+    volume_map = model.error_map(pair.fixed, pair.moving).magnitude
+    assert volume_map.geometry.isclose(pair.fixed.geometry)
+    other = model._normalised(pair.moving, pair.fixed)[0]
+    reference = model._normalised(pair.fixed, pair.fixed)[0]
+    k = pair.fixed.shape[0] // 2
+    expected = predict(model.network, other[:, :, k], reference[:, :, k]).abs()[0, 0].numpy()
+    np.testing.assert_allclose(volume_map.array[k], expected, atol=1e-5)
 
 
 def test_3d_error_map_by_tiles_matches_the_grid(untrained_models):
