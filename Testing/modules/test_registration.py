@@ -1,22 +1,9 @@
 """IMSE Registration: Logic on the built-in pair, the panel with Apply and Cancel, the self-test."""
 
-import json
-
 import numpy as np
 import pytest
 
 import slicer_standin
-
-
-def _wait(widget, seconds=600.0):
-    """Process events until the panel's run has ended (what the user sees: the timer polls)."""
-    import time
-
-    deadline = time.monotonic() + seconds
-    while widget.controller.running and time.monotonic() < deadline:
-        slicer_standin.app_process_events(1)
-        time.sleep(0.05)
-    assert not widget.controller.running, "the run did not end in time"
 
 
 def _parameters(logic, nodes, **values):
@@ -83,7 +70,7 @@ def test_panel_registers_and_cancel_leaves_nothing(scene, screenshots):
     run = widget.controller.run
     slicer_standin.app_process_events()
     ui.applyButton.click()  # Cancel
-    _wait(widget)
+    slicer_standin.wait_for_run(widget)
     assert run.cancelled and not run.workspace.folder.exists()
     assert scene.GetNumberOfNodesByClass("vtkMRMLVolumeNode") == volumes_before
     assert scene.GetNumberOfNodesByClass("vtkMRMLTransformNode") == transforms_before
@@ -91,7 +78,7 @@ def test_panel_registers_and_cancel_leaves_nothing(scene, screenshots):
 
     ui.iterationsSpinBox.value = 30
     ui.applyButton.click()
-    _wait(widget)
+    slicer_standin.wait_for_run(widget)
     assert widget.controller.run is None and "Registered with MIND" in ui.statusLabel.text, ui.statusLabel.text
     assert scene.GetFirstNodeByName(f"{nodes['moving'].GetName()} registered") is not None
     assert scene.GetFirstNodeByName(f"{nodes['moving'].GetName()} registration transform") is not None

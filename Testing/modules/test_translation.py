@@ -8,17 +8,6 @@ import vtk
 import slicer_standin
 
 
-def _wait(widget, seconds=300.0):
-    """Process events until the panel's run has ended (what the user sees: the timer polls)."""
-    import time
-
-    deadline = time.monotonic() + seconds
-    while widget.controller.running and time.monotonic() < deadline:
-        slicer_standin.app_process_events(1)
-        time.sleep(0.05)
-    assert not widget.controller.running, "the run did not end in time"
-
-
 def _parameters(logic, source, reference, **values):
     parameters = logic.getParameterNode()
     parameters.sourceVolume, parameters.referenceVolume, parameters.device = source, reference, "cpu"
@@ -122,7 +111,7 @@ def test_panel_translates_and_cancel_leaves_nothing(scene, screenshots):
     run = widget.controller.run
     slicer_standin.app_process_events()
     ui.applyButton.click()  # Cancel
-    _wait(widget)
+    slicer_standin.wait_for_run(widget)
     assert run.cancelled and not run.workspace.folder.exists()
     assert scene.GetNumberOfNodesByClass("vtkMRMLVolumeNode") == volumes_before
     assert scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == tables_before
@@ -130,7 +119,7 @@ def test_panel_translates_and_cancel_leaves_nothing(scene, screenshots):
 
     ui.applyButton.click()
     run = widget.controller.run
-    _wait(widget)
+    slicer_standin.wait_for_run(widget)
     assert run.result is not None, ui.statusLabel.text
     assert not run.workspace.folder.exists()
     translated = scene.GetFirstNodeByName(f"{nodes['moving'].GetName()} translated")

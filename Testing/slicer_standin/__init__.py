@@ -209,6 +209,19 @@ def open_module(name: str):
     return widget
 
 
+def wait_for_run(widget, seconds: float = 600.0) -> None:
+    """Process events until the panel's run has ended, as the user waits while the panel's
+    timer polls it (``widget.controller``: an IMSESlicerLib.panel.RunController)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while widget.controller.running and time.monotonic() < deadline:
+        app_process_events(1)
+        time.sleep(0.05)
+    if widget.controller.running:
+        raise TimeoutError(f"The run did not end within {seconds} s.")
+
+
 def app_process_events(rounds: int = 3) -> None:
     import slicer
 
