@@ -474,6 +474,8 @@ class AdaCSConfig:
         batch_size: pairs per step, drawn at random with a generator seeded by ``seed``.
         seed: seeds the initial weights (torch's global generator) and the pair sampling.
         device: ``auto``, ``cuda`` or ``cpu``.
+        time_limit_minutes: stop after the step that passes this wall time and keep the model
+            (``None``: run every iteration); the summary says where it stopped.
         command: the command line, for the model card (default: this process's).
     """
 
@@ -492,10 +494,13 @@ class AdaCSConfig:
     batch_size: int = 4
     seed: int = 0
     device: str = "auto"
+    time_limit_minutes: float | None = None
     command: str = ""
 
     def __post_init__(self) -> None:
         self.schedule  # validates the counts
+        if self.time_limit_minutes is not None and not self.time_limit_minutes > 0:
+            raise ImageError(f"The time limit must be a positive number of minutes, got {self.time_limit_minutes}.")
         if self.pairing not in PAIRINGS:
             raise ImageError(f"Unknown pairing '{self.pairing}'; choose one of {list(PAIRINGS)}.")
         if self.batch_size < 1 or min(self.displacement_learning_rate, self.scoring_learning_rate) <= 0:
@@ -551,7 +556,10 @@ def train_adacs(
     alternation = AdaCSAlternation(model, config.schedule, config.objective, displacement_optimizer, scoring_optimizer)
     generator = torch.Generator().manual_seed(config.seed)
     tracker = IterationTracker(config.iterations, progress, should_stop, "AdaCS training was cancelled; no model was written.")
+    deadline = math.inf if config.time_limit_minutes is None else started + 60.0 * config.time_limit_minutes
     for step in range(config.iterations):
+        if time.perf_counter() > deadline:
+            break
         source, target = _sample_batch(frames, pairs, config.batch_size, generator)
         tracker.step(alternation.step(step, source, target, geometry))
     model.eval()
@@ -612,6 +620,7 @@ def _training_summary(config: AdaCSConfig, frames, pairs, history, device, secon
         "frame_shape": list(frames[0].shape[2:]),
         "normalization": "min-max to [0, 1] per cine",
         "iterations": len(history),
+        "stopped_at_time_limit": len(history) < config.iterations,
         "seconds": round(seconds, 1),
         "device": str(device),
         "seed": config.seed,

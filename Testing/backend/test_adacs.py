@@ -32,7 +32,7 @@ from imse.adacs import (
 )
 from imse.errors import Cancelled, ImageError
 from imse.geometry import Geometry
-from imse.phantom import SectorCorruption, lv_phantom_2d
+from imse.phantom import SectorCorruption, lv_phantom_2d, lv_phantom_3d
 
 SMALL = (4, 8, 16)  # U-Net widths that keep the tests fast
 
@@ -266,6 +266,34 @@ def test_training_can_be_cancelled_and_trains_a_baseline(cine_phantom, tmp_path)
     loaded = load_adacs(save_adacs(result.model, tmp_path, "baseline", result.summary))
     assert loaded.card.training["config"]["scoring"] is False and loaded.card.patch_size == [32, 32]
     assert loaded.card.training["network"]["spacing_mm"] == [2.0, 2.0]
+
+
+def test_3d_training_on_the_3d_phantom_tracks_the_shell():
+    phantom = lv_phantom_3d(
+        shape=(8, 20, 20), spacing_mm=(3.0, 3.0, 4.0), frames=4, inner_radius_mm=12.0, outer_radius_mm=20.0,
+        end_systolic_inner_radius_mm=9.0, length_mm=24.0, seed=0,
+    )  # fmt: skip
+    config = AdaCSConfig(
+        iterations=40, displacement_warmup=20, scoring_warmup=6, displacement_learning_rate=3e-3,
+        scoring_learning_rate=3e-3, channels=SMALL, batch_size=2, device="cpu",
+    )  # fmt: skip
+    trained = train_adacs(phantom.frames, phantom.geometry, config)
+    assert trained.model.dim == 3 and {entry["phase"] for entry in trained.history} == {"displacement", "scoring"}
+    assert trained.summary["frame_shape"] == [8, 20, 20] and not trained.summary["stopped_at_time_limit"]
+    ring, t = phantom.myocardium_masks[0], 2  # end-systole: about 2 mm of motion in the shell
+    displacement, warped, score = register_frames(trained.model, phantom.frames[t], phantom.frames[0], phantom.geometry)
+    assert displacement.shape == (1, 3, 8, 20, 20) and warped.shape == score.shape == (1, 1, 8, 20, 20)
+    error = ring_endpoint_error(displacement[0].numpy(), phantom, t)
+    assert error < 0.9 * ring_endpoint_error(0 * displacement[0].numpy(), phantom, t)  # measured: 0.79x
+
+
+def test_training_stops_at_its_time_limit_and_keeps_the_model(cine_phantom):
+    config = AdaCSConfig(iterations=10_000, displacement_warmup=2, scoring_warmup=2, channels=SMALL, batch_size=1, device="cpu", time_limit_minutes=0.02)
+    trained = train_adacs(cine_phantom.frames, cine_phantom.geometry, config)
+    assert 1 <= len(trained.history) < 10_000 and trained.summary["stopped_at_time_limit"]
+    assert trained.summary["iterations"] == len(trained.history)
+    with pytest.raises(ImageError, match="time limit"):
+        AdaCSConfig(time_limit_minutes=0)
 
 
 # --- Per-pair AdaCS ----------------------------------------------------------------------
