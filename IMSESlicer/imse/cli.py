@@ -333,6 +333,7 @@ def _adacs_train(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         seed=args.seed,
         device=args.device,
+        time_limit_minutes=args.time_limit,
     )
     with _progress_reporter(args.progress, "AdaCS training") as progress:
         training = train_adacs(frames, geometry, config, progress=progress)
@@ -530,6 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
     adacs_train.add_argument("--batch-size", type=int, default=4, help="(default: %(default)s)")
     adacs_train.add_argument("--no-scoring", dest="scoring", action="store_false", help="train the plain-MSE baseline")
     adacs_train.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    adacs_train.add_argument("--time-limit", type=float, metavar="MINUTES", help="stop after this wall time and keep the model")
     adacs_train.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu (default: %(default)s)")
     adacs_train.set_defaults(handler=_adacs_train)
 
