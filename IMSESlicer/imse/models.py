@@ -99,14 +99,19 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     return LoadedModel(network.to(device).eval(), card, weights)
 
 
+def user_model_directory() -> Path:
+    """The user's model library, where trained models go to be found by name:
+    ``$IMSE_MODEL_DIR``, else ``~/.imse/models`` (it may not exist yet)."""
+    return Path(os.environ.get("IMSE_MODEL_DIR") or Path.home() / ".imse" / "models").expanduser()
+
+
 def model_directories() -> list[Path]:
     """Where models are looked for: the shipped folder (beside the installed modules, or the
-    source tree's ``Resources/Models``) and then the user's folder."""
+    source tree's ``Resources/Models``) and then :func:`user_model_directory`."""
     here = Path(__file__).resolve().parent
     candidates = [here.parent / "Resources" / "Models", here.parents[1] / "Resources" / "Models"]
     shipped = [path for path in candidates if path.is_dir()][:1]
-    user = Path(os.environ.get("IMSE_MODEL_DIR", Path.home() / ".imse" / "models"))
-    return shipped + [user]
+    return shipped + [user_model_directory()]
 
 
 def list_models(task: str | None = None, dim: int | None = None) -> list[tuple[Path, ModelCard]]:
