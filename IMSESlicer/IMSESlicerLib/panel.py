@@ -51,7 +51,14 @@ class RunController:
         """Start ``run`` (a CommandRun not yet started) and follow it."""
         self.run = run
         self._on_done = on_done
-        run.on_progress = self._progress
+        own_progress = run.on_progress  # the run's own listener (e.g. a live loss plot) keeps its updates
+
+        def progress(done: int, total: int, values: dict) -> None:
+            if own_progress is not None:
+                own_progress(done, total, values)
+            self._progress(done, total, values)
+
+        run.on_progress = progress
         self.applyButton.text = "Cancel"
         self.applyButton.toolTip = "Stop the running job; nothing partial is added to the scene."
         self.progressBar.visible = True

@@ -49,7 +49,9 @@ class CommandRun(Generic[Result]):
     nodes after success. Poll it from a timer (:meth:`poll`) or block with :meth:`wait`.
 
     ``device`` (auto, cuda, cpu) is passed as ``--device`` unless it is None (commands without
-    one). ``on_progress(done, total, values)`` receives the command's progress updates.
+    one). ``on_progress(done, total, values)`` receives the command's progress updates;
+    ``on_end(run)`` is called once the run has ended, however it ended (after ``collect``), e.g.
+    to remove a live plot of a run that did not succeed.
     """
 
     def __init__(
@@ -59,12 +61,14 @@ class CommandRun(Generic[Result]):
         collect: Callable[[Workspace], Result],
         device: str | None = "auto",
         on_progress: Callable[[int, int, dict], None] | None = None,
+        on_end: Callable[["CommandRun[Result]"], None] | None = None,
     ) -> None:
         self.workspace = workspace
         self.arguments = list(arguments)
         self.collect = collect
         self.device = device
         self.on_progress = on_progress
+        self.on_end = on_end
         self.job: Job | None = None
         self.result: Result | None = None
         self.error: str | None = None
@@ -106,6 +110,8 @@ class CommandRun(Generic[Result]):
             except ImageError as error:
                 self.error = str(error)
         self.workspace.remove()
+        if self.on_end is not None:
+            self.on_end(self)
 
     def cancel(self) -> None:
         """Stop the command and everything it started; no node is made, the folder goes."""

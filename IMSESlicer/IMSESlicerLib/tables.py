@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import vtk
@@ -27,6 +28,22 @@ def table_from_rows(scene, rows: Sequence[Mapping[str, object]], name: str):
         table.AddColumn(array)
     node.Modified()
     return node
+
+
+def append_row(node, row: Mapping[str, object]) -> None:
+    """Add one row to a table node (e.g. one made by :func:`table_from_rows`), by column name:
+    a column the row lacks gets NaN (numbers) or empty text; keys without a column are ignored.
+    Plots that show the table follow it (for live curves)."""
+    table = node.GetTable()
+    for index in range(table.GetNumberOfColumns()):
+        column = table.GetColumn(index)
+        value = row.get(column.GetName())
+        if isinstance(column, vtk.vtkStringArray):
+            column.InsertNextValue("" if value is None else str(value))
+        else:
+            column.InsertNextValue(math.nan if value is None else float(value))
+    table.Modified()
+    node.Modified()
 
 
 def plot_from_curves(scene, x_values: Sequence[float], curves: Mapping[str, Sequence[float]], name: str, x_label: str, y_label: str):
