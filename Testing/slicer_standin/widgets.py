@@ -154,6 +154,71 @@ class qMRMLNodeComboBox(QtWidgets.QComboBox):
         return node
 
 
+class qMRMLCheckableNodeComboBox(qMRMLNodeComboBox):
+    """Several nodes chosen at once by check marks (unchecked by default); the check states live
+    in the combo box only, and the box shows the checked nodes' names."""
+
+    checkedNodesChanged = Signal()
+
+    def __init__(self, parent=None):
+        self._checked_ids: set[str] = set()
+        super().__init__(parent)
+
+    def checkedNodes(self) -> list:
+        return [node for node in self.nodes() if node.GetID() in self._checked_ids]
+
+    def uncheckedNodes(self) -> list:
+        return [node for node in self.nodes() if node.GetID() not in self._checked_ids]
+
+    def allChecked(self) -> bool:
+        return not self.uncheckedNodes()
+
+    def noneChecked(self) -> bool:
+        return not self.checkedNodes()
+
+    def checkState(self, node):
+        checked = node is not None and node in self.nodes() and node.GetID() in self._checked_ids
+        return QtCore.Qt.CheckState.Checked if checked else QtCore.Qt.CheckState.Unchecked
+
+    def setCheckState(self, node, state) -> None:
+        if node is None or node not in self.nodes() or state == self.checkState(node):
+            return
+        if state == QtCore.Qt.CheckState.Checked:
+            self._checked_ids.add(node.GetID())
+        else:
+            self._checked_ids.discard(node.GetID())
+        self._show_checks()
+        self.checkedNodesChanged.emit()
+
+    def check(self, node) -> None:
+        self.setCheckState(node, QtCore.Qt.CheckState.Checked)
+
+    def uncheck(self, node) -> None:
+        self.setCheckState(node, QtCore.Qt.CheckState.Unchecked)
+
+    def _refresh(self) -> None:
+        super()._refresh()
+        present = {node.GetID() for node in self.nodes()}
+        if self._checked_ids - present:
+            self._checked_ids &= present
+            self.checkedNodesChanged.emit()
+        self._show_checks()
+
+    def _show_checks(self) -> None:
+        for index, node in enumerate(self._nodes):
+            if node is not None:
+                self.model().item(index).setCheckState(self.checkState(node))
+        self.update()
+
+    def paintEvent(self, event) -> None:
+        painter = QtWidgets.QStylePainter(self)
+        option = QtWidgets.QStyleOptionComboBox()
+        self.initStyleOption(option)
+        option.currentText = ", ".join(node.GetName() for node in self.checkedNodes()) or "None"
+        painter.drawComplexControl(QtWidgets.QStyle.ComplexControl.CC_ComboBox, option)
+        painter.drawControl(QtWidgets.QStyle.ControlElement.CE_ComboBoxLabel, option)
+
+
 class qMRMLSegmentSelectorWidget(qMRMLNodeComboBox):
     """Segmentation node choice; the segment is taken by ID (first segment by default)."""
 
@@ -199,9 +264,9 @@ class ctkPathLineEdit(QtWidgets.QLineEdit):
     currentPath = Property(str, _get_path, _set_path)
 
 
-CUSTOM_WIDGETS = [qMRMLWidget, qMRMLNodeComboBox, qMRMLSegmentSelectorWidget, ctkCollapsibleButton, ctkSliderWidget, ctkPathLineEdit]
+CUSTOM_WIDGETS = [qMRMLWidget, qMRMLNodeComboBox, qMRMLCheckableNodeComboBox, qMRMLSegmentSelectorWidget, ctkCollapsibleButton, ctkSliderWidget, ctkPathLineEdit]
 
 
 def register_in_slicer_namespace() -> None:
-    for cls in (qMRMLWidget, qMRMLNodeComboBox, qMRMLSegmentSelectorWidget):
+    for cls in (qMRMLWidget, qMRMLNodeComboBox, qMRMLCheckableNodeComboBox, qMRMLSegmentSelectorWidget):
         setattr(slicer, cls.__name__, cls)
