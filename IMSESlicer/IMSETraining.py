@@ -72,7 +72,7 @@ class IMSETrainingParameterNode:
     themselves are checked in the panel's list); similarity / evaluator: the registration
     network's training loss and, for imse, the evaluator (empty: the default one); cine: AdaCS
     training sequence (None: the built-in echo cine); dimension (evaluator, registration);
-    iterations; maxMinutes (0: no limit; not for AdaCS); learningRate (0: the task's default);
+    iterations; maxMinutes (0: no limit); learningRate (0: the task's default);
     spacing in mm, patchSize and batchSize (0: the task's defaults); device."""
 
     task: Annotated[str, Choice(list(TASKS))] = "evaluator"
@@ -158,7 +158,7 @@ class IMSETrainingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.evaluatorDataCollapsibleButton.visible = task == "evaluator"
         self.ui.registrationDataCollapsibleButton.visible = task == "registration"
         self.ui.adacsDataCollapsibleButton.visible = task == "adacs"
-        for control in (self.ui.dimensionComboBox, self.ui.maxMinutesSpinBox, self.ui.patchSizeSpinBox):
+        for control in (self.ui.dimensionComboBox, self.ui.patchSizeSpinBox):
             control.enabled = task != "adacs"
         self.ui.evaluatorComboBox.enabled = self._parameterNode.similarity == "imse"
         if task != self._shownTask:
@@ -321,7 +321,7 @@ class IMSETrainingLogic(ScriptedLoadableModuleLogic):
             evaluator=parameters.evaluator,
             dimension=parameters.dimension,
             iterations=parameters.iterations,
-            maxMinutes=0.0 if adacs else parameters.maxMinutes,
+            maxMinutes=parameters.maxMinutes,
             learningRate=parameters.learningRate,
             spacing=parameters.spacing,
             patchSize=0 if adacs else parameters.patchSize,
@@ -360,8 +360,8 @@ class IMSETrainingLogic(ScriptedLoadableModuleLogic):
             similarity, evaluator: the registration network's loss (imse or mind) and the
                 evaluator of the imse loss (a library name; empty: the default one).
             dimension: 2 or 3 (evaluator, registration; AdaCS takes the cine's).
-            iterations; maxMinutes: a time budget after which the model is written (0: none;
-                not for AdaCS); learningRate (0: the task's default); spacing in mm, patchSize
+            iterations; maxMinutes: a time budget after which the model is written (0: none);
+                learningRate (0: the task's default); spacing in mm, patchSize
                 in voxels along each axis, batchSize (0: the task's defaults).
             extraArguments: further options of the ``imse`` command, for scripts.
             scene: where the loss plot goes (default: the inputs' scene, else Slicer's).
@@ -380,8 +380,8 @@ class IMSETrainingLogic(ScriptedLoadableModuleLogic):
         existing = [weights for weights, card in list_models() if card.name == name]
         if existing:
             raise ImageError(f"A model named '{name}' is already in the library ({existing[0]}): choose another name.")
-        if task == "adacs" and (maxMinutes or patchSize):
-            raise ImageError("AdaCS training takes whole frames and a number of iterations: leave max minutes and patch size at 0.")
+        if task == "adacs" and patchSize:
+            raise ImageError("AdaCS training takes whole frames: leave the patch size at 0.")
         if task != "evaluator" and volumes:
             raise ImageError("Training volumes are for an evaluator only (a registration network trains on built-in MNI pairs, AdaCS on a cine).")
         scene = scene or next((node.GetScene() for node in (*volumes, cine) if node is not None), None) or slicer.mrmlScene
@@ -392,7 +392,8 @@ class IMSETrainingLogic(ScriptedLoadableModuleLogic):
             workspace.remove()
             raise
         arguments += ["--out", str(workspace.path("model")), "--name", name, "--iterations", str(int(iterations))]
-        for option, value in (("--max-minutes", maxMinutes), ("--learning-rate", learningRate), ("--batch-size", batchSize)):
+        timeLimit = "--time-limit" if task == "adacs" else "--max-minutes"
+        for option, value in ((timeLimit, maxMinutes), ("--learning-rate", learningRate), ("--batch-size", batchSize)):
             if value:
                 arguments += [option, str(value)]
         if patchSize:

@@ -140,8 +140,8 @@ def test_bad_requests_are_refused_before_anything_starts(scene, library):
         logic.train("evaluator", name="../escape")
     with pytest.raises(ImageError, match="single slice"):
         logic.train("evaluator", volumes=[nodes["fixed"]], dimension=3)
-    with pytest.raises(ImageError, match="max minutes"):
-        logic.train("adacs", maxMinutes=5)
+    with pytest.raises(ImageError, match="whole frames"):
+        logic.train("adacs", patchSize=32)
     with pytest.raises(ImageError, match="evaluator only"):
         logic.train("registration", volumes=[nodes["fixed"]])
     with pytest.raises(ImageError, match="Unknown training task"):
@@ -156,8 +156,8 @@ def test_bad_requests_are_refused_before_anything_starts(scene, library):
     (library / "evaluator-1.safetensors").write_bytes(b"")
     assert logic.automaticName("evaluator") == "evaluator-2"
 
-    defaults = logic.train("adacs", iterations=600)  # the built-in echo cine; warm-ups scale with the iterations
-    assert defaults.arguments[:3] == ["adacs", "train", "echo"] and "--max-minutes" not in defaults.arguments
+    defaults = logic.train("adacs", iterations=600, maxMinutes=2.5)  # the built-in echo cine; warm-ups scale with the iterations
+    assert defaults.arguments[:3] == ["adacs", "train", "echo"] and defaults.arguments[defaults.arguments.index("--time-limit") + 1] == "2.5"
     assert defaults.arguments[defaults.arguments.index("--scoring-warmup") + 1] == "100"
     assert defaults.arguments[defaults.arguments.index("--name") + 1] == "adacs-1"
     defaults.workspace.remove()
