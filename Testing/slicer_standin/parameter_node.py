@@ -52,10 +52,16 @@ class _Field:
     type: type
     annotations: tuple
     default: object
+    node_types: tuple = ()  # every node class of a union such as ``vtkMRMLLabelMapVolumeNode | vtkMRMLSegmentationNode | None``
 
     @property
     def is_node(self) -> bool:
         return isinstance(self.type, type) and issubclass(self.type, slicer.vtkMRMLNode)
+
+    @property
+    def node_class_names(self) -> list[str]:
+        """What the real wrapper's ``getNodeTypes`` gives a node combo box."""
+        return [kind.__name__ for kind in self.node_types or (self.type,)]
 
     def annotation(self, kind):
         return next((a for a in self.annotations if isinstance(a, kind)), None)
@@ -87,15 +93,18 @@ def _fields(cls) -> dict[str, _Field]:
         if typing.get_origin(hint) is typing.Annotated:
             hint, *rest = typing.get_args(hint)
             annotations = tuple(rest)
+        node_types: tuple = ()
         if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-            hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+            members = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+            node_types = tuple(arg for arg in members if isinstance(arg, type) and issubclass(arg, slicer.vtkMRMLNode))
+            hint = members[0]
         default = next((a.value for a in annotations if isinstance(a, Default)), getattr(cls, name, None))
         if default is None and not (isinstance(hint, type) and issubclass(hint, slicer.vtkMRMLNode)) and hint is not Path:
             default = {bool: False, int: 0, float: 0.0, str: ""}.get(hint)
             choice = next((a for a in annotations if isinstance(a, Choice)), None)
             if choice:
                 default = choice.choices[0]
-        fields[name] = _Field(name, hint, annotations, default)
+        fields[name] = _Field(name, hint, annotations, default, node_types)
     return fields
 
 
@@ -119,7 +128,7 @@ class _Connector:
     def _signal(self):
         widget = self.widget
         if self.field.is_node:
-            widget.nodeTypes = [self.field.type.__name__]
+            widget.nodeTypes = self.field.node_class_names
             return widget.currentNodeChanged
         if hasattr(widget, "currentPathChanged"):
             return widget.currentPathChanged
