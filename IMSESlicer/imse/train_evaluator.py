@@ -245,7 +245,8 @@ def _train(config, device, rank, world, progress, should_stop) -> Path | None:
         validation_loss = _validation_loss(network, validation_set)
         history.append({"step": 0, "train_l1": None, "validation_l1": validation_loss, "seconds": 0.0})
     started = time.perf_counter() - elapsed
-    bar = tqdm(total=config.iterations, initial=step, disable=rank != 0, unit="it", desc=f"training {config.name}")
+    own_bar = rank == 0 and progress is None  # a progress callback (imse --progress json, Slicer) replaces the bar
+    bar = tqdm(total=config.iterations, initial=step, disable=not own_bar, unit="it", desc=f"training {config.name}")
     cancelled = False
     while step < config.iterations:
         if should_stop is not None and should_stop():
