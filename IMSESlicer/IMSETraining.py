@@ -131,6 +131,8 @@ class IMSETrainingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
 
     def onSceneStartClose(self, caller, event) -> None:
+        if self.controller.running:  # its inputs and outputs belong to the scene being closed
+            self.controller.cancel()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:

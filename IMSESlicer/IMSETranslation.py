@@ -112,6 +112,8 @@ class IMSETranslationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
 
     def onSceneStartClose(self, caller, event) -> None:
+        if self.controller.running:  # its inputs and outputs belong to the scene being closed
+            self.controller.cancel()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:

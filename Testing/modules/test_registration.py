@@ -92,3 +92,19 @@ def test_self_test_passes_in_the_stand_in(scene):
 
     slicer_standin.open_module("IMSERegistration")
     slicer.selfTests["IMSERegistration"]()
+
+
+def test_closing_the_scene_cancels_a_running_registration(scene):
+    import slicer
+
+    from IMSESlicerLib.sample_data import load_sample
+
+    nodes = load_sample(scene, "IMSE brain pair 2D")
+    widget = slicer_standin.open_module("IMSERegistration")
+    widget.ui.fixedVolumeSelector.setCurrentNode(nodes["fixed"])
+    widget.ui.movingVolumeSelector.setCurrentNode(nodes["moving"])
+    widget.ui.iterationsSpinBox.value = 5000
+    widget.ui.applyButton.click()
+    run = widget.controller.run
+    slicer.mrmlScene.Clear(0)  # File > Close Scene
+    assert not widget.controller.running and run.cancelled and not run.workspace.folder.exists()
