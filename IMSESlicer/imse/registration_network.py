@@ -36,7 +36,7 @@ import math
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
@@ -185,10 +185,10 @@ class PairBatch:
     moving_labels: torch.Tensor
 
     def select(self, index: torch.Tensor) -> "PairBatch":
-        return PairBatch(*(getattr(self, name)[index] for name in ("fixed", "moving", "displacement", "fixed_labels", "moving_labels")))
+        return PairBatch(*(getattr(self, item.name)[index] for item in fields(self)))
 
     def to(self, device: torch.device) -> "PairBatch":
-        return PairBatch(*(getattr(self, name).to(device) for name in ("fixed", "moving", "displacement", "fixed_labels", "moving_labels")))
+        return PairBatch(*(getattr(self, item.name).to(device) for item in fields(self)))
 
 
 def held_out_axial_range_mm(spacing_mm: float) -> tuple[float, float]:
@@ -263,15 +263,19 @@ def make_pair_batch(
 
 
 def _slab_side(image: Image, slab: tuple[float, float], held_out: bool, side: int) -> tuple[int, int]:
-    """First and last-plus-one index along the array's first axis of the planes inside the slab
-    (``held_out``), or of one side of it (``side`` 0 below, 1 above; the other side when the
-    chosen one is empty)."""
+    """First and last-plus-one index along the array's first axis (axial planes) of the planes
+    inside the slab (``held_out``), or of one side of it (``side`` 0 below, 1 above; the other
+    side when the chosen one is empty)."""
     planes = np.arange(image.shape[0])
-    z = image.geometry.index_to_physical(np.stack([np.zeros_like(planes), np.zeros_like(planes), planes], -1).astype(float))[:, 2]
-    inside = (z >= slab[0] - 1e-3) & (z <= slab[1] + 1e-3)
-    groups = [planes[inside]] if held_out else [planes[~inside & (z < slab[0])], planes[~inside & (z > slab[1])]]
-    groups = [g for g in groups if g.size] or [planes]
-    chosen = groups[min(side, len(groups) - 1)] if not held_out else groups[0]
+    index = np.stack([np.zeros_like(planes), np.zeros_like(planes), planes], -1).astype(float)
+    z = image.geometry.index_to_physical(index)[:, 2]
+    if held_out:
+        groups = [planes[(z >= slab[0] - 1e-3) & (z <= slab[1] + 1e-3)]]
+    else:
+        groups = [group for group in (planes[z < slab[0] - 1e-3], planes[z > slab[1] + 1e-3]) if group.size]
+    if not groups or not groups[0].size:
+        raise ImageError("The volume has no axial planes on the requested side of the held-out slab.")
+    chosen = groups[min(side, len(groups) - 1)]
     return int(chosen.min()), int(chosen.max()) + 1
 
 
@@ -490,7 +494,7 @@ def train_registration_network(
         "evaluator": evaluator_name,
         "iterations": step,
         "seconds": round(elapsed, 1),
-        "device": str(resolve_device(config.device)),
+        "device": str(device),
         "final_train_loss": running,
         "final_validation": {k: v for k, v in history[-1].items() if k not in ("step", "train_loss", "seconds")},
         "history": history,

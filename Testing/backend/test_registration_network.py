@@ -28,6 +28,7 @@ from imse.registration_network import (
     save_registration_network,
     train_registration_network,
 )
+from imse.registration_network import _slab_side
 from imse.similarity import build_similarity
 
 # 4 mm pairs are small (about 64 x 48) and quick to make; MIND needs no evaluator.
@@ -92,6 +93,14 @@ def test_training_and_validation_pairs_come_from_either_side_of_the_held_out_sla
     training, validation = axial_positions_mm(4.0, held_out=False), axial_positions_mm(4.0, held_out=True)
     assert training and validation
     assert all(z < low or z > high for z in training) and all(low <= z <= high for z in validation)
+    volume = make_pair(3, "t1", "t2", spacing_mm=6.0, seed=0).fixed
+    z = lambda plane: volume.geometry.index_to_physical([0, 0, plane])[2]  # noqa: E731
+    slab = held_out_axial_range_mm(6.0)
+    for side in (0, 1):
+        first, stop = _slab_side(volume, slab, held_out=False, side=side)
+        assert all(z(k) < slab[0] for k in range(first, stop)) or all(z(k) > slab[1] for k in range(first, stop))
+    first, stop = _slab_side(volume, slab, held_out=True, side=0)
+    assert all(slab[0] - 1e-3 <= z(k) <= slab[1] + 1e-3 for k in range(first, stop))
     batch, geometry = make_pair_batch(2, 3, 6.0, (16, 32, 32), ("t2",), (4.0, 6.0), held_out=False, seed=0)
     assert batch.fixed.shape == (2, 1, 16, 32, 32) and geometry.spacing == (6.0, 6.0, 6.0)
     assert batch.fixed.min() >= -1 and batch.fixed.max() <= 1 and batch.displacement.abs().max() <= 6.0 + 1e-4
