@@ -440,16 +440,17 @@ class AdaCSCardiacLogic(ScriptedLoadableModuleLogic):
         mask = frames.myocardium
         if mask is not None and not mask.geometry.isclose(displacements[0].geometry):  # a working spacing was chosen
             mask = resample_to(mask, maps["score"][0], "nearest")
-        analysis = _analyse(frames, maps, displacements, None if mask is None else mask.array > 0)
+        region = None if mask is None else mask.array > 0
+        analysis = _analyse(frames, maps, displacements, region)
         with _removed_on_failure(frames.scene):
-            return self._addNodes(frames, maps, displacements, analysis)
+            return self._addNodes(frames, maps, displacements, analysis, region)
 
-    def _addNodes(self, frames: _Frames, maps: dict, displacements: list, analysis: dict) -> CardiacResult:
+    def _addNodes(self, frames: _Frames, maps: dict, displacements: list, analysis: dict, region) -> CardiacResult:
         from IMSESlicerLib.tables import plot_from_curves, table_from_rows
         from IMSESlicerLib.volumes import volume_from_image
 
         scene, peak, curves = frames.scene, analysis["peak"], analysis["curves"]
-        outputs = _Outputs(frames, peak)
+        outputs = _Outputs(frames, peak, region)
         transform = outputs.transforms(f"{frames.name} AdaCS displacement", displacements)
         shown = {
             name: outputs.maps(name, f"{frames.name} AdaCS {name}", maps[name], "score" if name == "score" else "strain", analysis["ranges"].get(name))
@@ -471,10 +472,13 @@ class _Outputs:
     """Each output of a run as a sequence played in step with the cine (from a cine, through its
     browser, or a new one) or as a single node holding the moved frame (two frames)."""
 
-    def __init__(self, frames: _Frames, peak: int) -> None:
+    def __init__(self, frames: _Frames, peak: int, region=None) -> None:
+        """``region``: the myocardium (2D boolean, maps' grid) outside which strain maps are
+        transparent, or None."""
         from IMSESlicerLib.sequences import sequences_logic
 
         self.frames, self.peak, self.scene = frames, peak, frames.scene
+        self.region = None if region is None else region[None]  # on the lifted single-slice grid
         self.sequences: dict = {}
         self._styles: list = []
         self.browser = frames.browser
@@ -521,18 +525,22 @@ class _Outputs:
     def maps(self, key: str, name: str, images: list, kind: str, value_range):
         """Coloured map volumes of ``kind`` (see IMSESlicerLib.overlays), styled at the peak frame;
         ``key`` names the sequence in :attr:`sequences`."""
-        from IMSESlicerLib.overlays import map_kind, map_volume
+        from IMSESlicerLib.overlays import hide_outside, map_kind, map_volume
         from IMSESlicerLib.volumes import update_volume_from_image
 
+        region = self.region if kind == "strain" else None  # strain means something in the wall only
         if self.browser is None:
-            return map_volume(self.scene, self._lift(images[-1]), name, kind, value_range=value_range)
+            return map_volume(self.scene, self._lift(images[-1]), name, kind, value_range=value_range, region=region)
         items = []
         for image in images:
             item = slicer.vtkMRMLScalarVolumeNode()  # the sequence stores copies
-            update_volume_from_image(item, self._lift(image.with_array(map_kind(kind).convert(image.array))))
+            lifted = self._lift(image.with_array(map_kind(kind).convert(image.array)))
+            if region is not None:
+                lifted = lifted.with_array(hide_outside(lifted.array, region, value_range))
+            update_volume_from_image(item, lifted)
             items.append(item)
         proxy = self._sequence(key, name, items)
-        self._styles.append((proxy, name, kind, images[self.peak], value_range))
+        self._styles.append((proxy, name, kind, images[self.peak], value_range, region))
         return proxy
 
     def finish(self) -> None:
@@ -547,8 +555,8 @@ class _Outputs:
         if item >= 0:
             self.browser.SetSelectedItemNumber(item)
             sequences_logic(self.scene).UpdateProxyNodesFromSequences(self.browser)
-        for proxy, name, kind, image, value_range in self._styles:
-            map_volume(self.scene, self._lift(image), name, kind, node=proxy, value_range=value_range)
+        for proxy, name, kind, image, value_range, region in self._styles:
+            map_volume(self.scene, self._lift(image), name, kind, node=proxy, value_range=value_range, region=region)
 
 
 @contextlib.contextmanager

@@ -24,6 +24,9 @@ from .volumes import update_volume_from_image
 
 #: Fraction of the error window below which |E| is transparent (Slicer's lower threshold).
 ERROR_TRANSPARENT_FRACTION = 0.2
+#: AdaCS scores above this (good correspondence) are transparent: the overlay marks where
+#: correspondence is doubtful instead of veiling the whole frame.
+SCORE_SHOWN_BELOW = 0.8
 #: Percentile of the values that sets the "robust" ends of the error and strain windows.
 ROBUST_PERCENTILE = 99.0
 MAP_KIND_ATTRIBUTE = "IMSE.MapKind"
@@ -73,7 +76,8 @@ class MapKind:
 #:
 #: * ``error``: IMSE ``|E|`` (unitless: half the normalised intensity range, so 1 is the whole
 #:   range); Inferno from 0 to the 99th percentile, values under 20 % of that transparent (small residuals would otherwise tint the whole brain).
-#: * ``score``: AdaCS score in (0, 1), unitless; Viridis over the fixed range 0 to 1.
+#: * ``score``: AdaCS score in (0, 1), unitless; Viridis over the fixed range 0 to 1, scores
+#:   above 0.8 transparent.
 #: * ``jacobian``: the Jacobian determinant (unitless); DivergingBlueRed over 0 to 2, so that
 #:   1 (no volume change) is the neutral middle colour.
 #: * ``folding``: the folding mask, 1 where ``det J <= 0`` and 0 elsewhere (any other value is
@@ -92,7 +96,8 @@ MAP_KINDS: dict[str, MapKind] = {
     ),
     "score": MapKind(
         "vtkMRMLColorTableNodeFileViridis.txt", "AdaCS score", "0 to 1",
-        lambda values: values.astype(np.float32), lambda values: (0.0, 1.0), None, "%.1f",
+        lambda values: values.astype(np.float32), lambda values: (0.0, 1.0),
+        lambda window, values: (-1.0, SCORE_SHOWN_BELOW), "%.1f",
     ),
     "jacobian": MapKind(
         "vtkMRMLColorTableNodeFileDivergingBlueRed.txt", "Jacobian determinant", "unitless",
@@ -179,6 +184,7 @@ def map_volume(
     kind: str,
     node=None,
     value_range: tuple[float, float] | None = None,
+    region: np.ndarray | None = None,
 ):
     """A scalar volume node showing map ``image`` as :data:`MAP_KINDS` ``[kind]`` says: colour
     node, window, threshold and a visible colour legend titled with quantity and unit.
@@ -188,17 +194,27 @@ def map_volume(
     instead of adding a new one; it is changed only after the new map is fully computed, and
     keeps its display and legend nodes. ``value_range``: a fixed window ``(low, high)`` in the
     node's values (percent for strain) instead of the automatic one, e.g. to compare a map
-    before and after registration on the same scale. Returns the volume node.
+    before and after registration on the same scale. ``region``: a boolean array on the image's
+    grid (e.g. the myocardium); outside it the map is transparent, and the automatic window
+    comes from inside it. Returns the volume node.
     """
     shown = map_kind(kind)
     if image.is_vector:
         raise ImageError(f"A {kind} map is a scalar image; this one has {image.array.shape[-1]} components per voxel.")
     check_finite(image, f"The {kind} map")
     values = shown.convert(np.asarray(image.array))
-    window = shown.value_range(values) if value_range is None else tuple(float(v) for v in value_range)
+    if region is not None:
+        region = np.asarray(region, dtype=bool)
+        if region.shape != values.shape or not region.any():
+            raise ImageError(f"The region must be a non-empty mask on the map's grid {values.shape}; got {region.shape}.")
+    window = shown.value_range(values[region] if region is not None else values) if value_range is None else tuple(float(v) for v in value_range)
     if not window[1] > window[0]:
         raise ImageError(f"The value range must have low < high; got {window}.")
     threshold = shown.threshold(window, values) if shown.threshold else None
+    if region is not None:
+        values = hide_outside(values, region, window)
+        lower = window[0] - (window[1] - window[0])  # between the hidden value and the window
+        threshold = (max(lower, threshold[0]), threshold[1]) if threshold else (lower, max(float(values.max()), window[1]))
     colors = color_node(scene, kind)
     created = node is None
     if created:
@@ -223,6 +239,13 @@ def map_volume(
             scene.RemoveNode(node)
         raise
     return node
+
+
+def hide_outside(values: np.ndarray, region: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """``values`` (as stored in the node) with the voxels outside ``region`` set well below the
+    ``window``, where the threshold :func:`map_volume` gives a region hides them. For the frames
+    of a sequence that share one display node styled with that region and window."""
+    return np.where(region, values, window[0] - 2.0 * (window[1] - window[0])).astype(values.dtype)
 
 
 def show_overlay(background_node, foreground_node, opacity: float = 0.5) -> int:

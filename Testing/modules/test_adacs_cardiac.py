@@ -19,18 +19,6 @@ def true_strain(nodes, frame):
     return table.GetValue(frame, 1).ToDouble(), table.GetValue(frame, 2).ToDouble()
 
 
-def wait_until_idle(widget, seconds=240.0):
-    """Process events, as Slicer's main loop does, until the panel's run has ended."""
-    import slicer
-
-    deadline = time.monotonic() + seconds
-    while widget.controller.running:
-        assert time.monotonic() < deadline, "the run did not end in time"
-        slicer.app.processEvents()
-        time.sleep(0.05)
-    slicer_standin.app_process_events()
-
-
 def node_ids(scene):
     return {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
 
@@ -165,7 +153,7 @@ def test_panel_runs_the_cine_shows_strain_and_switches_maps(scene, screenshots):
     assert ui.applyButton.enabled
     ui.applyButton.click()
     assert ui.applyButton.text == "Cancel"
-    wait_until_idle(widget)
+    slicer_standin.wait_for_run(widget)
 
     result = widget.result
     assert result is not None, ui.statusLabel.text
@@ -178,6 +166,9 @@ def test_panel_runs_the_cine_shows_strain_and_switches_maps(scene, screenshots):
     assert composite.GetForegroundVolumeID() == result.maps["score"].GetID()
     ui.shownMapComboBox.currentIndex = ui.shownMapComboBox.findText("circumferential strain")
     slicer_standin.screenshot(widget, screenshots / "AdaCSCardiac.png")
+    from slicer_standin.slice_view import render_red_slice_view
+
+    render_red_slice_view(scene, screenshots / "AdaCSCardiac-slice-view.png", "LV phantom, end-systole: circumferential strain in the wall")
 
 
 def test_panel_cancel_leaves_nothing_and_removes_the_temporary_folder(scene):
@@ -202,7 +193,7 @@ def test_panel_cancel_leaves_nothing_and_removes_the_temporary_folder(scene):
         slicer.app.processEvents()
         time.sleep(0.05)
     ui.applyButton.click()  # Cancel
-    wait_until_idle(widget, 60)
+    slicer_standin.wait_for_run(widget, 60)
     assert ui.statusLabel.text.startswith("Cancelled")
     assert widget.result is None and node_ids(scene) == before
     assert not folder.exists()

@@ -6,7 +6,7 @@ import pytest
 import slicer
 from slicer import vtkMRMLScene
 
-from IMSESlicerLib.overlays import ERROR_TRANSPARENT_FRACTION, MAP_KIND_ATTRIBUTE, MAP_KINDS, color_node, map_volume, show_overlay
+from IMSESlicerLib.overlays import ERROR_TRANSPARENT_FRACTION, MAP_KIND_ATTRIBUTE, SCORE_SHOWN_BELOW, MAP_KINDS, color_node, map_volume, show_overlay
 from IMSESlicerLib.volumes import image_from_volume
 from imse.errors import ImageError
 from imse.geometry import Geometry
@@ -82,7 +82,8 @@ def test_error_map_window_threshold_and_legend():
 def test_fixed_ranges_of_score_and_jacobian_and_strain_in_percent():
     scene = vtkMRMLScene()
     score = map_volume(scene, a_map(np.full((4, 5, 6), 0.3)), "Score", "score").GetDisplayNode()
-    assert (score.GetWindowLevelMin(), score.GetWindowLevelMax(), score.GetApplyThreshold()) == (0.0, 1.0, 0)
+    assert (score.GetWindowLevelMin(), score.GetWindowLevelMax(), score.GetApplyThreshold()) == (0.0, 1.0, 1)
+    assert score.GetUpperThreshold() == pytest.approx(SCORE_SHOWN_BELOW)  # good correspondence is not veiled
     jacobian = map_volume(scene, a_map(np.full((4, 5, 6), 1.2)), "det J", "jacobian").GetDisplayNode()
     assert (jacobian.GetWindow(), jacobian.GetLevel()) == (2.0, 1.0)  # centred on 1
     strain = np.linspace(-0.3, 0.1, 120).reshape(4, 5, 6)
@@ -158,3 +159,22 @@ def test_show_overlay_sets_every_slice_view():
     with pytest.raises(ImageError, match="same scene"):
         other_scene = vtkMRMLScene()
         show_overlay(fixed, map_volume(other_scene, a_map(np.ones((4, 5, 6))), "Elsewhere", "error"))
+
+
+def test_a_region_hides_the_map_outside_it_and_sets_the_window_from_inside():
+    """A strain map shown in the myocardium only: the rest of the image gets no colour veil."""
+    scene = vtkMRMLScene()
+    geometry = Geometry((1.0, 1.0), (0.0, 0.0), (1.0, 0.0, 0.0, 1.0))
+    strain = np.full((20, 20), 0.5, np.float32)  # large values outside the region
+    strain[5:15, 5:15] = np.linspace(-0.1, 0.1, 100).reshape(10, 10)
+    region = np.zeros((20, 20), bool)
+    region[5:15, 5:15] = True
+    node = map_volume(scene, Image(strain, geometry), "strain in the wall", "strain", region=region)
+    display = node.GetDisplayNode()
+    assert display.GetWindowLevelMax() == pytest.approx(-display.GetWindowLevelMin()) and display.GetWindowLevelMax() <= 10.0 + 1e-4
+    stored = slicer.util.arrayFromVolume(node)[0]
+    assert display.GetApplyThreshold()
+    assert (stored[~region] < display.GetLowerThreshold()).all()
+    assert (stored[region] >= display.GetLowerThreshold()).all() and (stored[region] <= display.GetUpperThreshold()).all()
+    with pytest.raises(ImageError, match="region"):
+        map_volume(scene, Image(strain, geometry), "bad", "strain", region=np.zeros((20, 20), bool))
