@@ -24,7 +24,12 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/imse demo --out demo-output
 
-bench: $(STAMP)
+# The benchmark's peers (itk-elastix) come with the bench extra, installed once.
+$(VENV)/.installed-bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench
 	$(PY) Testing/bench/run.py --out bench-output
 
 clean:
