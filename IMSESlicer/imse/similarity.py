@@ -43,6 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import ImageError
+from .filters import separable_filter
 
 REDUCTIONS = ("mean", "sum", "none")
 KERNELS = ("box", "gaussian")
@@ -138,27 +139,6 @@ def _kernel_1d(kind: str, radius: int, like: torch.Tensor) -> torch.Tensor:
     else:
         kernel = torch.exp(-0.5 * (offsets / (radius / 2.0)) ** 2)
     return kernel / kernel.sum()
-
-
-def _separable_filter(x: torch.Tensor, kernels: Sequence[torch.Tensor], padding: str) -> torch.Tensor:
-    """Filter every channel of ``x`` ``[N, C, *spatial]`` with the product of 1D ``kernels``
-    (one per spatial axis, NumPy order, odd lengths); ``padding`` is ``zeros`` or ``replicate``.
-    The output has the input's shape."""
-    dim, channels = x.ndim - 2, x.shape[1]
-    conv = F.conv2d if dim == 2 else F.conv3d
-    for axis, kernel in enumerate(kernels):
-        if kernel.numel() == 1:
-            x = x * kernel
-            continue
-        shape = [1] * dim
-        shape[axis] = kernel.numel()
-        weight = kernel.view(1, 1, *shape).expand(channels, 1, *shape).contiguous()
-        radius = kernel.numel() // 2
-        pad = [0] * (2 * dim)
-        pad[2 * (dim - 1 - axis)] = pad[2 * (dim - 1 - axis) + 1] = radius
-        mode = "replicate" if padding == "replicate" else "constant"
-        x = conv(F.pad(x, pad, mode=mode), weight, groups=channels)
-    return x
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,7 +237,7 @@ def lncc(
     weights = torch.ones_like(fixed) if weights is None else weights.expand_as(fixed)
     kernels = [_kernel_1d(kernel, size // 2, fixed) for size in sizes]
     f, m, w = _standardised(fixed, weights), _standardised(moving, weights), weights
-    moments = _separable_filter(torch.cat([w, w * f, w * m, w * f * f, w * m * m, w * f * m], 1), kernels, "zeros")
+    moments = separable_filter(torch.cat([w, w * f, w * m, w * f * f, w * m * m, w * f * m], 1), kernels, "zeros")
     total = moments[:, :1].clamp_min(torch.finfo(fixed.dtype).tiny)
     mean_f, mean_m, mean_ff, mean_mm, mean_fm = (moments[:, c : c + 1] / total for c in range(1, 6))
     covariance = mean_fm - mean_f * mean_m
@@ -487,7 +467,7 @@ def mind_ssc_descriptor(image: torch.Tensor, radius: int = 1, dilation: int = 2,
         return padded[(slice(None), slice(None), *index)]
 
     differences = torch.cat([(shifted(a) - shifted(b)) ** 2 for a, b in _ssc_offsets(dim, dilation)], 1)
-    distances = _separable_filter(differences, [_kernel_1d(kernel, radius, image)] * dim, "replicate")
+    distances = separable_filter(differences, [_kernel_1d(kernel, radius, image)] * dim, "replicate")
     distances = distances - distances.amin(1, keepdim=True)
     variance = distances.mean(1, keepdim=True)
     typical = variance.flatten(1).mean(1).clamp_min(torch.finfo(image.dtype).tiny).view(-1, *[1] * (dim + 1))
