@@ -229,14 +229,51 @@ def intensity_window(
     return low, high
 
 
+#: :func:`foreground_window` windows an image on its foreground when its background lies more
+#: than this many times farther below the foreground's median than the foreground's bright end
+#: lies above it. Measured on the MNI contrasts: T2-like 0.95, T1 2.9, PD-like 3.6, CT-like 74.
+FAR_BACKGROUND_RATIO = 10.0
+#: The foreground window's low end: this percentile of the foreground, less this fraction of
+#: the window, so the darkest tissue stays above the background (which clips to -1).
+FOREGROUND_LOW_PERCENTILE = 5.0
+FOREGROUND_LOW_MARGIN = 0.25
+
+
+def foreground_window(image: Image, percentiles: tuple[float, float] = (0.5, 99.5)) -> tuple[float, float]:
+    """An intensity window that keeps the tissue's contrast when the background lies far below it.
+
+    Most images get :func:`intensity_window` (``percentiles`` of all voxels). An image whose
+    background is far from its tissue (:data:`FAR_BACKGROUND_RATIO`; a CT, with air at -1000 HU
+    and brain at 0-80 HU) would then have its tissue squeezed into a few percent of the range,
+    for instance into one bin of a mutual-information histogram. Such an image is windowed on its
+    foreground (the voxels above the Otsu threshold): from its
+    :data:`FOREGROUND_LOW_PERCENTILE` th percentile, less :data:`FOREGROUND_LOW_MARGIN` of the
+    window, to its ``percentiles[1]`` th percentile; the background then clips to the low end.
+    """
+    low, high = intensity_window(image, percentiles=percentiles)
+    otsu = sitk.OtsuThresholdImageFilter()
+    otsu.SetInsideValue(0)
+    otsu.SetOutsideValue(1)
+    otsu.Execute(to_sitk(image.with_array(image.array.astype(np.float32))))
+    foreground = image.array[image.array > otsu.GetThreshold()]
+    if foreground.size == 0:
+        return low, high
+    tissue_low, median, tissue_high = np.percentile(foreground, (FOREGROUND_LOW_PERCENTILE, 50.0, percentiles[1]))
+    if not tissue_high > median or (median - low) < FAR_BACKGROUND_RATIO * (tissue_high - median):
+        return low, high
+    return float(tissue_low - FOREGROUND_LOW_MARGIN * (tissue_high - tissue_low)), float(tissue_high)
+
+
 def normalize_intensity(
     image: Image,
     mask: np.ndarray | None = None,
     percentiles: tuple[float, float] = (0.5, 99.5),
+    window: tuple[float, float] | None = None,
 ) -> Image:
-    """Map intensities to [-1, 1]: the :func:`intensity_window` goes to -1 and 1 and values
-    beyond are clipped. Robust to outliers such as bright vessels or metal."""
-    low, high = intensity_window(image, mask, percentiles)
+    """Map intensities to [-1, 1]: the :func:`intensity_window` (or the given ``window``, e.g.
+    :func:`foreground_window`) goes to -1 and 1 and values beyond are clipped. Robust to
+    outliers such as bright vessels or metal."""
+    low, high = intensity_window(image, mask, percentiles) if window is None else window
     scaled = 2.0 * (image.array.astype(np.float32) - low) / (high - low) - 1.0
     return image.with_array(np.clip(scaled, -1.0, 1.0).astype(np.float32))
 
