@@ -369,6 +369,7 @@ def _adacs_train(args: argparse.Namespace) -> None:
         scoring_learning_rate=args.learning_rate,
         scoring=args.scoring,
         pairing=args.pairing,
+        reference_frame=args.reference_frame,
         batch_size=args.batch_size,
         seed=args.seed,
         device=args.device,
@@ -578,6 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     adacs_train.add_argument("--scoring-warmup", type=int, default=1000, help="(default: %(default)s)")
     adacs_train.add_argument("--learning-rate", type=float, default=1e-4, help="Adam, both networks (default: %(default)s)")
     adacs_train.add_argument("--pairing", choices=("reference", "consecutive"), default="reference", help="(default: %(default)s)")
+    adacs_train.add_argument("--reference-frame", type=int, default=0, help="target of the reference pairing, e.g. end-diastole (default: %(default)s)")
     adacs_train.add_argument("--batch-size", type=int, default=4, help="(default: %(default)s)")
     adacs_train.add_argument("--no-scoring", dest="scoring", action="store_false", help="train the plain-MSE baseline")
     adacs_train.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
