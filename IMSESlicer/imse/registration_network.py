@@ -199,7 +199,7 @@ def held_out_axial_range_mm(spacing_mm: float) -> tuple[float, float]:
 
     atlas = load_mni_atlas(spacing_mm)
     low, high = held_out_slab(atlas.t1.shape[0])
-    z = [atlas.geometry.index_to_physical(np.array([0.0, 0.0, k]))[2] for k in (low, high - 1)]
+    z = [float(atlas.geometry.index_to_physical(np.array([0.0, 0.0, k]))[2]) for k in (low, high - 1)]
     return min(z), max(z)
 
 
@@ -488,7 +488,7 @@ def train_registration_network(
             f"built-in MNI ICBM152 2009a (nilearn) at {config.spacing_mm} mm: imse.data.make_pair, fixed T1, moving "
             f"{'/'.join(config.contrasts)}-like, largest displacement {config.max_displacement_mm[0]:g}-"
             f"{config.max_displacement_mm[1]:g} mm; {'axial slices' if config.dim == 2 else 'volumes'} outside the held-out "
-            f"central slab (z {held_out_axial_range_mm(config.spacing_mm)} mm); validation inside it"
+            f"central slab (z {'{:g} to {:g}'.format(*held_out_axial_range_mm(config.spacing_mm))} mm); validation inside it"
         ),
         "similarity": config.similarity,
         "evaluator": evaluator_name,
