@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+import bench_adacs
 import bench_evaluator
 
 
@@ -20,6 +21,7 @@ def main() -> None:
     out = Path(args.out)
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, CUDA: {torch.cuda.is_available()}")
     print(bench_evaluator.run(out / "evaluator"))
+    print(bench_adacs.run(out / "adacs"))
 
 
 if __name__ == "__main__":
