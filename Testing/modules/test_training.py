@@ -106,7 +106,7 @@ def test_logic_trains_a_registration_network_on_built_in_pairs(scene, library):
     )  # fmt: skip
     result = run.start().wait()
     assert result.card.task == "registration" and result.card.spacing_mm == 4.0
-    assert [card.name for _, card in list_models(task="registration")] == ["tiny-registration"]
+    assert "tiny-registration" in [card.name for _, card in list_models(task="registration")]
     assert result.table.GetNumberOfRows() == 2 and result.table.GetTable().GetColumnByName("validation_endpoint_error_mm") is not None
 
 
@@ -120,7 +120,7 @@ def test_logic_trains_adacs_on_a_cine_sequence(scene, library):
     assert run.arguments[run.arguments.index("--displacement-warmup") + 1] == "1"
     result = run.start().wait()
     assert result.card.task == "adacs" and result.card.patch_size == [96, 96]  # the phantom's frames, whole
-    assert [card.name for _, card in list_models(task="adacs")] == ["tiny-adacs"]
+    assert "tiny-adacs" in [card.name for _, card in list_models(task="adacs")]
     assert {row["phase"] for row in result.curve} == {"displacement", "scoring"}
     assert result.table.GetTable().GetColumnByName("phase").GetValue(5) == result.curve[5]["phase"]
 
