@@ -12,6 +12,8 @@ import torch
 
 import bench_adacs
 import bench_evaluator
+import echo_adacs
+import bench_registration
 
 
 def main() -> None:
@@ -21,7 +23,9 @@ def main() -> None:
     out = Path(args.out)
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, CUDA: {torch.cuda.is_available()}")
     print(bench_evaluator.run(out / "evaluator"))
+    print(bench_registration.run(out / "registration"))
     print(bench_adacs.run(out / "adacs"))
+    print(echo_adacs.run(out / "adacs"))
 
 
 if __name__ == "__main__":

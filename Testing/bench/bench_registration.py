@@ -1,0 +1,291 @@
+"""Benchmark of per-pair registration (issue: the registration engine), laid out like the IMSE
+paper's registration tables, on MNI pairs with a known deformation.
+
+Pairs (fixed seeds; ``A -> B`` registers the moving image A onto the fixed image B):
+T2-like -> T1, T1 -> T2-like and CT-like -> T1, built by :func:`imse.data.make_pair` (random
+smooth deformations up to 8 mm, own bias field and noise per image). 2D pairs are axial slices
+inside the central slab that the shipped evaluators never saw in training; 3D pairs are whole
+volumes (no 3D evaluator ships, so they test the classic similarities and the peers).
+
+Rows: Initial (no registration), our optimisation with NCC, MI, MIND and IMSE (the shipped
+evaluator), IMSE (network) when a registration model is installed, and the peers a user would
+pick instead, when installed: elastix (itk-elastix, its default B-spline map with
+AdvancedMattesMutualInformation) and ANTs SyN (antspyx, Mattes MI). Every method's result is a
+displacement in mm on the fixed grid (ITK convention) and is scored identically: Dice of GM and
+WM after warping the moving labels (nearest neighbour), HD95 (mean of GM and WM, mm), mean
+end-point error against the true field, % of det J <= 0 and mean |grad u| (all three inside the
+fixed brain), and wall seconds (same thread count for every method; one-off library loading
+excluded by a warm-up). Seconds are wall time; CPU seconds (this process, all its threads)
+tell the cost when other jobs share the cores.
+
+Run alone: ``python Testing/bench/bench_registration.py --out bench-output/registration``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from imse import metrics, peers
+from imse.data import Pair, load_mni_atlas, make_pair, warp_image
+from imse.demo import tissue_scores
+from imse.evaluator import installed_evaluator
+from imse.image import Image, foreground_window
+from imse.models import list_models
+from imse.report import Panel, save_report
+from imse.register import RegistrationSettings, register_pair
+from imse.train_evaluator import held_out_slab
+
+#: Pair kinds: name -> (fixed contrast, moving contrast).
+KINDS = {"T2 -> T1": ("t1", "t2"), "T1 -> T2": ("t2", "t1"), "CT -> T1": ("t1", "ct")}
+#: Per dimension: voxel size (mm), pairs per kind, and the engine's pyramid and iterations.
+SETUPS = {
+    2: {"spacing_mm": 2.0, "pairs_per_kind": 7, "levels": 3, "iterations": 150},
+    3: {"spacing_mm": 3.0, "pairs_per_kind": 2, "levels": 2, "iterations": 100},
+}
+OURS = ("ncc", "mi", "mind", "imse")
+METHOD_NAMES = {
+    "initial": "Initial",
+    "ncc": "NCC",
+    "mi": "MI",
+    "mind": "MIND",
+    "imse": "IMSE (optimisation)",
+    "imse_network": "IMSE (network, one shot)",
+    "elastix": "elastix B-spline (MI)",
+    "ants": "ANTs SyN (Mattes MI)",
+}
+COLUMNS = ("dice_gm", "dice_wm", "hd95_mm", "epe_mm", "folding_percent", "mean_grad", "seconds", "cpu_seconds")
+ANTS_MISSING = "not installed: antspyx 0.6.3 needs numpy < 2.4 and scipy < 1.16 and would downgrade the pinned environment"
+
+#: A method registers a pair's moving image onto its fixed image and returns (displacement
+#: Image in mm on the fixed grid, ITK convention; seconds).
+Method = Callable[[Pair], tuple[Image, float]]
+
+
+def pairs(dim: int, pairs_per_kind: int) -> list[tuple[str, int, Pair]]:
+    """The benchmark's pairs as (kind, index, pair): ``pairs_per_kind`` per kind, fixed seeds;
+    2D slices evenly spread over the held-out slab of the atlas."""
+    spacing = SETUPS[dim]["spacing_mm"]
+    positions = [None] * pairs_per_kind
+    if dim == 2:
+        atlas = load_mni_atlas(spacing)
+        low, high = held_out_slab(atlas.t1.shape[0])
+        ks = np.linspace(low, high - 1, pairs_per_kind).round().astype(int)
+        positions = [float(atlas.geometry.index_to_physical([0, 0, k])[2]) for k in ks]
+    cases = []
+    for kind_index, (kind, (fixed, moving)) in enumerate(KINDS.items()):
+        for index, position in enumerate(positions):
+            seed = 1000 * dim + 100 * kind_index + index
+            cases.append((kind, index, make_pair(dim, fixed, moving, spacing, slice_mm=position, seed=seed)))
+    return cases
+
+
+def our_method(similarity: str, dim: int, evaluator) -> Method:
+    """Our optimisation with ``similarity`` and the engine's default settings, with the
+    benchmark's pyramid and iterations. IMSE puts the T1 image (the evaluator's trained
+    modality) in the evaluator's reference channel."""
+
+    def run(pair: Pair) -> tuple[Image, float]:
+        options = {"reference": "fixed" if pair.fixed_contrast == "t1" else "moving"} if similarity == "imse" else {}
+        settings = RegistrationSettings(
+            similarity=similarity, similarity_options=options, levels=SETUPS[dim]["levels"], iterations=SETUPS[dim]["iterations"], device="cpu"
+        )
+        result = register_pair(pair.fixed, pair.moving, settings, evaluator=evaluator)
+        return result.displacement, result.seconds
+
+    return run
+
+
+def elastix_method(threads: int) -> Method:
+    def run(pair: Pair) -> tuple[Image, float]:
+        result = peers.elastix(pair.fixed, pair.moving, "bspline", threads)
+        return result.displacement, result.seconds
+
+    return run
+
+
+def network_method(dim: int) -> Method | str:
+    """HOOK for the "IMSE (network)" row: one-shot prediction by the first installed
+    registration model of this dimension (:mod:`imse.registration_network`, built in another
+    task), or the reason the row is empty."""
+    models = list_models(task="registration", dim=dim)
+    if not models:
+        return f"no {dim}D registration model installed"
+    from imse.registration_network import register_with_network
+
+    name = models[0][1].name
+
+    def run(pair: Pair) -> tuple[Image, float]:
+        result = register_with_network(pair.fixed, pair.moving, name, device="cpu")
+        return result.displacement, result.seconds
+
+    return run
+
+
+def methods(dim: int, threads: int) -> dict[str, Method | str]:
+    """Every row's method (in :data:`METHOD_NAMES` order, without Initial), or the reason it has
+    no figures."""
+    evaluator = installed_evaluator(dim)
+    rows: dict[str, Method | str] = {name: our_method(name, dim, evaluator) for name in OURS}
+    if evaluator is None:
+        rows["imse"] = f"no {dim}D evaluator installed"
+    rows["imse_network"] = network_method(dim)
+    rows["elastix"] = elastix_method(threads) if peers.elastix_available() else "not installed (pip install 'imse[bench]')"
+    rows["ants"] = ANTS_MISSING
+    return rows
+
+
+def score(pair, displacement: Image, seconds: float) -> dict[str, float]:
+    """The benchmark's columns for one registration result (see the module docstring)."""
+    brain = pair.fixed_labels.array > 0
+    tissues = tissue_scores(warp_image(pair.moving_labels, displacement, "nearest"), pair.fixed_labels)
+    return {
+        "dice_gm": tissues["gm"]["dice"],
+        "dice_wm": tissues["wm"]["dice"],
+        "hd95_mm": float(np.mean([tissues["gm"]["hd95_mm"], tissues["wm"]["hd95_mm"]])),
+        "epe_mm": metrics.endpoint_error(displacement, pair.displacement, brain)["mean"],
+        "folding_percent": metrics.folding_percentage(displacement, brain),
+        "mean_grad": metrics.mean_gradient_magnitude(displacement, brain),
+        "seconds": seconds,
+    }
+
+
+def run_dimension(dim: int, threads: int, out: Path, pairs_per_kind: int | None = None, log=print) -> tuple[list[dict], dict[str, str]]:
+    """Register every pair of ``dim`` with every installed method and save a picture of the
+    first pair of each kind under ``out``. Returns one row per (pair, method), and the reasons
+    of the rows that have no figures."""
+    rows_by_method = methods(dim, threads)
+    runnable = {name: method for name, method in rows_by_method.items() if callable(method)}
+    cases = pairs(dim, pairs_per_kind or SETUPS[dim]["pairs_per_kind"])
+    if "elastix" in runnable:  # warm-up, not timed: the first call loads ITK's libraries
+        runnable["elastix"](cases[0][2])
+    results, examples = [], {}
+    for kind, index, pair in cases:
+        zero = pair.displacement.with_array(np.zeros_like(pair.displacement.array))
+        found = {"initial": {**score(pair, zero, 0.0), "cpu_seconds": 0.0}}
+        displacements = {"initial": zero}
+        for name, method in runnable.items():
+            cpu_started = time.process_time()
+            displacement, seconds = method(pair)
+            found[name] = {**score(pair, displacement, seconds), "cpu_seconds": time.process_time() - cpu_started}
+            displacements[name] = displacement
+        if index == 0:
+            examples[kind] = (pair, displacements)
+        for name, values in found.items():
+            results.append({"dim": dim, "kind": kind, "pair": index, "seed": pair.seed, "method": name, **values})
+        log(f"{dim}D {kind} #{index}: " + ", ".join(f"{n} EPE {v['epe_mm']:.2f} mm Dice {v['dice_gm']:.3f}/{v['dice_wm']:.3f} ({v['seconds']:.1f} s)" for n, v in found.items()))
+    picture(examples, out / f"examples_{dim}d.png")
+    return results, {name: reason for name, reason in rows_by_method.items() if isinstance(reason, str)}
+
+
+def picture(examples: dict[str, tuple[Pair, dict[str, Image]]], path: Path) -> Path:
+    """For the first pair of each kind: the fixed image, then the moving image warped by each
+    method (Initial: unregistered), each shown in its tissue window (:func:`foreground_window`,
+    so a CT shows brain, not air); below, the true field's size and each method's end-point
+    error inside the fixed brain (mm)."""
+    panels = []
+    for kind, (pair, displacements) in examples.items():
+        brain = pair.fixed_labels.array > 0
+        low, high = foreground_window(pair.moving)
+        images = [Panel(f"{kind}: fixed", pair.fixed, "gray", *foreground_window(pair.fixed))]
+        errors = [Panel("true |u| (mm)", _norm(pair.displacement, brain), "viridis", 0, 8, "mm")]
+        for name, displacement in displacements.items():
+            images.append(Panel(METHOD_NAMES[name], warp_image(pair.moving, displacement, default_value=float(pair.moving.array.min())), "gray", low, high))
+            error = displacement.with_array(displacement.array - pair.displacement.array)
+            errors.append(Panel("end-point error (mm)", _norm(error, brain), "magma", 0, 8, "mm"))
+        panels += [images, errors]
+    return save_report(panels, path, title="Moving image registered by each method; below, its end-point error in the brain")
+
+
+def _norm(field: Image, inside: np.ndarray) -> Image:
+    """|field| (mm) inside ``inside``, NaN (blank) elsewhere."""
+    return Image(np.where(inside, np.linalg.norm(field.array, axis=-1), np.nan), field.geometry)
+
+
+def summarise(rows: list[dict]) -> dict[tuple, dict[str, tuple[float, float]]]:
+    """Mean and standard deviation of every column per (dim, kind, method), and over all kinds
+    (kind ``all``)."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["dim"], row["kind"], row["method"]), []).append(row)
+        groups.setdefault((row["dim"], "all", row["method"]), []).append(row)
+    return {key: {c: (float(np.mean([r[c] for r in group])), float(np.std([r[c] for r in group]))) for c in COLUMNS} for key, group in groups.items()}
+
+
+def markdown(summary: dict, missing: dict[int, dict[str, str]], counts: dict[tuple, int], machine: str, threads: int) -> str:
+    lines = ["# Registration benchmark: MNI pairs with a known deformation", "", f"Machine: {machine}; {threads} thread(s) for every method. Wall seconds depend on other jobs sharing the cores; CPU seconds less so.", ""]
+    for dim in sorted(missing):
+        setup = SETUPS[dim]
+        lines += [
+            f"## {dim}D ({setup['spacing_mm']:g} mm; our engine: {setup['levels']} levels, at most {setup['iterations']} iterations per level, "
+            f"default weights)",
+            "",
+            "Mean over pairs (standard deviation in brackets). Dice and HD95 on GM/WM labels; EPE, % det J <= 0 and mean |grad u| inside the fixed brain.",
+            "",
+        ]
+        for kind in (*KINDS, "all"):
+            n = counts.get((dim, kind), 0)
+            lines += [f"### {kind} ({n} pairs)", "", "| Method | Dice GM | Dice WM | HD95 mm | EPE mm | % det J <= 0 | mean abs(grad u) | seconds | CPU seconds |", "|---|---|---|---|---|---|---|---|---|"]
+            for method, title in METHOD_NAMES.items():
+                values = summary.get((dim, kind, method))
+                if values is None:
+                    reason = missing[dim].get(method, "not run")
+                    lines.append(f"| {title} | {reason} |  |  |  |  |  |  |  |")
+                    continue
+                cells = [f"{values[c][0]:.3f} ({values[c][1]:.3f})" for c in ("dice_gm", "dice_wm")]
+                cells += [f"{values['hd95_mm'][0]:.2f}", f"{values['epe_mm'][0]:.2f} ({values['epe_mm'][1]:.2f})"]
+                cells += [f"{values['folding_percent'][0]:.3f}", f"{values['mean_grad'][0]:.3f}", f"{values['seconds'][0]:.1f}", f"{values['cpu_seconds'][0]:.1f}"]
+                lines.append(f"| {title} | " + " | ".join(cells) + " |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def run(out: Path, dims: tuple[int, ...] = (2, 3), pairs_per_kind: int | None = None) -> str:
+    """Run the benchmark for ``dims``; write results.md, pairs.csv and summary.csv under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    threads = torch.get_num_threads()
+    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, CUDA: {torch.cuda.is_available()}"
+    rows, missing = [], {}
+    for dim in dims:
+        dim_rows, missing[dim] = run_dimension(dim, threads, out, pairs_per_kind)
+        rows += dim_rows
+        _write_csv(out / "pairs.csv", rows)
+    summary = summarise(rows)
+    counts = {}
+    for row in rows:
+        if row["method"] == "initial":
+            counts[(row["dim"], row["kind"])] = counts.get((row["dim"], row["kind"]), 0) + 1
+            counts[(row["dim"], "all")] = counts.get((row["dim"], "all"), 0) + 1
+    _write_csv(out / "summary.csv", [{"dim": k[0], "kind": k[1], "method": k[2], **{f"{c}_mean": v[c][0] for c in COLUMNS}, **{f"{c}_sd": v[c][1] for c in COLUMNS}} for k, v in summary.items()])
+    text = markdown(summary, missing, counts, machine, threads)
+    (out / "results.md").write_text(text)
+    return text
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="bench-output/registration")
+    parser.add_argument("--dims", type=int, nargs="+", default=[2, 3])
+    parser.add_argument("--pairs-per-kind", type=int, help="(default: 7 in 2D, 2 in 3D)")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    print(run(Path(args.out), tuple(args.dims), args.pairs_per_kind))
+    print(f"{time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
