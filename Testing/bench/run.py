@@ -12,7 +12,6 @@ import torch
 
 import bench_adacs
 import bench_evaluator
-import echo_adacs
 import bench_registration
 
 
@@ -25,7 +24,6 @@ def main() -> None:
     print(bench_evaluator.run(out / "evaluator"))
     print(bench_registration.run(out / "registration"))
     print(bench_adacs.run(out / "adacs"))
-    print(echo_adacs.run(out / "adacs"))
 
 
 if __name__ == "__main__":
