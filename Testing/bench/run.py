@@ -12,6 +12,7 @@ import torch
 
 import bench_adacs
 import bench_evaluator
+import echo_adacs
 import bench_registration
 
 
@@ -24,6 +25,7 @@ def main() -> None:
     print(bench_evaluator.run(out / "evaluator"))
     print(bench_registration.run(out / "registration"))
     print(bench_adacs.run(out / "adacs"))
+    print(echo_adacs.run(out / "adacs"))
 
 
 if __name__ == "__main__":
