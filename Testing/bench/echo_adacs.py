@@ -175,24 +175,24 @@ def _figure(frames, geometry, displacement, scores, strains, mask, peak, frame_m
     def bar(shown, axis, label):
         figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.02).set_label(label, fontsize=8)
 
-    for axis, t, name in ((axes[0, 0], END_DIASTOLE, "end-diastole (reference)"), (axes[0, 1], es, "peak radial strain")):
-        show(axis, frames[t], f"frame {t}: {name}", cmap="gray", vmin=0, vmax=0.8)
-        axis.contour(xs, ys, mask, levels=[0.5], colors="y", linewidths=0.6)
-        axis.plot(*CENTRE_MM, "r+", markersize=10)
+    show(axes[0, 0], frames[END_DIASTOLE], f"frame {END_DIASTOLE}: end-diastole, centre and region", cmap="gray", vmin=0, vmax=0.8)
+    axes[0, 0].contour(xs, ys, mask, levels=[0.5], colors="y", linewidths=0.6)
+    axes[0, 0].plot(*CENTRE_MM, "r+", markersize=10)
+    show(axes[0, 1], frames[es], f"frame {es}: peak radial strain", cmap="gray", vmin=0, vmax=0.8)
     for axis, t, score in ((axes[0, 2], END_DIASTOLE, scores[0]), (axes[0, 3], es, scores[1])):
         bar(show(axis, score, f"AdaCS score S of frame {t}", cmap="viridis", vmin=0, vmax=1), axis, "score (1: trusted)")
 
     displacement = displacement[0].numpy()
     axis = axes[1, 0]
     show(axis, frames[END_DIASTOLE], f"displacement, frame {END_DIASTOLE} -> {es}", cmap="gray", vmin=0, vmax=0.8)
-    step = max(1, int(round(4.0 / spacing[0])))
+    step = max(1, int(round(6.0 / spacing[0])))
     grid_x, grid_y = np.meshgrid(xs, ys)
     keep = (slice(None, None, step), slice(None, None, step))
     arrows = axis.quiver(
         grid_x[keep], grid_y[keep], displacement[0][keep], displacement[1][keep], np.linalg.norm(displacement, axis=0)[keep],
-        cmap="autumn", angles="xy", scale_units="xy", scale=0.5, width=0.004,
+        cmap="autumn", angles="xy", scale_units="xy", scale=1.0, width=0.004,
     )  # fmt: skip
-    bar(arrows, axis, "|u| (mm); arrows drawn x2")
+    bar(arrows, axis, "|u| (mm); arrows to scale")
     for axis, name in ((axes[1, 1], "radial"), (axes[1, 2], "circumferential")):
         show(axis, frames[END_DIASTOLE], f"{name} strain, frame {es} (direct)", cmap="gray", vmin=0, vmax=0.8)
         values = np.ma.masked_where(~mask, strains["direct"]["maps"][name][peak])
