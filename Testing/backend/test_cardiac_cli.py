@@ -48,9 +48,11 @@ def test_adacs_train_command_then_register_with_the_model(tmp_path, monkeypatch)
     write_image(volume, tmp_path / "cine.nrrd")
     monkeypatch.setenv("IMSE_MODEL_DIR", str(tmp_path / "models"))
     arguments = ["adacs", "train", str(tmp_path / "cine.nrrd"), "--out", str(tmp_path / "models"), "--name", "phantom"]
-    assert main([*arguments, "--iterations", "12", "--displacement-warmup", "4", "--scoring-warmup", "2", "--device", "cpu"]) == 0
+    assert main([*arguments, "--iterations", "12", "--displacement-warmup", "4", "--scoring-warmup", "2", "--reference-frame", "1", "--time-limit", "30", "--device", "cpu"]) == 0
     card = json.loads((tmp_path / "models" / "phantom.json").read_text())
     assert card["task"] == "adacs" and card["dim"] == 2
+    config = card["training"]["config"]
+    assert config["reference_frame"] == 1 and config["time_limit_minutes"] == 30 and not card["training"]["stopped_at_time_limit"]
     write_image(Image(cine.frames[0], cine.geometry), tmp_path / "target.nii.gz")
     write_image(Image(cine.frames[3], cine.geometry), tmp_path / "source.nii.gz")
     assert main(["adacs", "register", str(tmp_path / "source.nii.gz"), str(tmp_path / "target.nii.gz"), "--out", str(tmp_path / "out"), "--model", "phantom", "--device", "cpu"]) == 0
