@@ -8,7 +8,7 @@ inside the central slab that the shipped evaluators never saw in training; 3D pa
 volumes (no 3D evaluator ships, so they test the classic similarities and the peers).
 
 Rows: Initial (no registration), our optimisation with NCC, MI, MIND and IMSE (the shipped
-evaluator), IMSE (network) when a registration model is installed, and the peers a user would
+evaluator), IMSE (network) with the installed 2D model trained with the IMSE loss, and the peers a user would
 pick instead, when installed: elastix (itk-elastix, its default B-spline map with
 AdvancedMattesMutualInformation) and ANTs SyN (antspyx, Mattes MI). Every method's result is a
 displacement in mm on the fixed grid (ITK convention) and is scored identically: Dice of GM and
@@ -112,18 +112,16 @@ def elastix_method(threads: int) -> Method:
 
 
 def network_method(dim: int) -> Method | str:
-    """HOOK for the "IMSE (network)" row: one-shot prediction by the first installed
-    registration model of this dimension (:mod:`imse.registration_network`, built in another
-    task), or the reason the row is empty."""
-    models = list_models(task="registration", dim=dim)
+    """The "IMSE (network)" row: one-shot prediction (:mod:`imse.registration_network`) by the
+    installed registration model of this dimension trained with the IMSE loss, or the reason
+    the row is empty."""
+    models = [card.name for _, card in list_models(task="registration", dim=dim) if card.training.get("similarity") == "imse"]
     if not models:
-        return f"no {dim}D registration model installed"
+        return f"no {dim}D registration model trained with the IMSE loss installed"
     from imse.registration_network import register_with_network
 
-    name = models[0][1].name
-
     def run(pair: Pair) -> tuple[Image, float]:
-        result = register_with_network(pair.fixed, pair.moving, name, device="cpu")
+        result = register_with_network(pair.fixed, pair.moving, models[0], device="cpu")
         return result.displacement, result.seconds
 
     return run
