@@ -199,7 +199,7 @@ def picture(examples: dict[str, tuple[Pair, dict[str, Image]]], path: Path) -> P
             error = displacement.with_array(displacement.array - pair.displacement.array)
             errors.append(Panel("end-point error (mm)", _norm(error, brain), "magma", 0, 8, "mm"))
         panels += [images, errors]
-    return save_report(panels, path, title="Moving image registered by each method; below, its end-point error in the brain")
+    return save_report(panels, path)  # no title: save_report's layout would let it cover the panels' titles
 
 
 def _norm(field: Image, inside: np.ndarray) -> Image:
