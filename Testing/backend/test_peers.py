@@ -9,7 +9,10 @@ from imse.errors import ImageError
 from imse.geometry import Geometry
 from imse.image import Image
 
-pytestmark = pytest.mark.skipif(not peers.elastix_available(), reason="itk-elastix is not installed (pip install 'imse[bench]')")
+pytestmark = [
+    pytest.mark.skipif(not peers.elastix_available(), reason="itk-elastix is not installed (pip install 'imse[bench]')"),
+    pytest.mark.filterwarnings("ignore:builtin type .* has no __module__ attribute:DeprecationWarning"),  # ITK's SWIG wrappers
+]
 
 
 def blobs(geometry: Geometry, shape: tuple[int, int], shift_mm: np.ndarray) -> Image:
