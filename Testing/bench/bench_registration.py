@@ -14,7 +14,8 @@ AdvancedMattesMutualInformation) and ANTs SyN (antspyx, Mattes MI). Every method
 displacement in mm on the fixed grid (ITK convention) and is scored identically: Dice of GM and
 WM after warping the moving labels (nearest neighbour), HD95 (mean of GM and WM, mm), mean
 end-point error against the true field, % of det J <= 0 and mean |grad u| (all three inside the
-fixed brain), and wall seconds (same thread count for every method; one-off library loading
+fixed brain), the shipped evaluator's mean |E| after registration (in the brain; a low |E| with a
+high EPE means the evaluator was fooled), and wall seconds (same thread count for every method; one-off library loading
 excluded by a warm-up). Seconds are wall time; CPU seconds (this process, all its threads)
 tell the cost when other jobs share the cores.
 
@@ -60,8 +61,9 @@ METHOD_NAMES = {
     "imse_network": "IMSE (network, one shot)",
     "elastix": "elastix B-spline (MI)",
     "ants": "ANTs SyN (Mattes MI)",
+    "truth": "True field (what a perfect registration reaches)",
 }
-COLUMNS = ("dice_gm", "dice_wm", "hd95_mm", "epe_mm", "folding_percent", "mean_grad", "seconds", "cpu_seconds")
+COLUMNS = ("dice_gm", "dice_wm", "hd95_mm", "epe_mm", "folding_percent", "mean_grad", "imse_error", "seconds", "cpu_seconds")
 ANTS_MISSING = "not installed: antspyx 0.6.3 needs numpy < 2.4 and scipy < 1.16 and would downgrade the pinned environment"
 
 #: A method registers a pair's moving image onto its fixed image and returns (displacement
@@ -127,10 +129,9 @@ def network_method(dim: int) -> Method | str:
     return run
 
 
-def methods(dim: int, threads: int) -> dict[str, Method | str]:
-    """Every row's method (in :data:`METHOD_NAMES` order, without Initial), or the reason it has
-    no figures."""
-    evaluator = installed_evaluator(dim)
+def methods(dim: int, threads: int, evaluator) -> dict[str, Method | str]:
+    """Every row's method (in :data:`METHOD_NAMES` order, without Initial and the true field),
+    or the reason it has no figures; ``evaluator``: the installed one of this dimension or None."""
     rows: dict[str, Method | str] = {name: our_method(name, dim, evaluator) for name in OURS}
     if evaluator is None:
         rows["imse"] = f"no {dim}D evaluator installed"
@@ -140,10 +141,17 @@ def methods(dim: int, threads: int) -> dict[str, Method | str]:
     return rows
 
 
-def score(pair, displacement: Image, seconds: float) -> dict[str, float]:
-    """The benchmark's columns for one registration result (see the module docstring)."""
+def score(pair, displacement: Image, seconds: float, evaluator=None) -> dict[str, float]:
+    """The benchmark's columns for one registration result (see the module docstring); with an
+    ``evaluator``, also the mean IMSE |E| in the fixed brain between the fixed image and the
+    moving image warped by ``displacement`` (the T1 as the evaluator's reference)."""
     brain = pair.fixed_labels.array > 0
     tissues = tissue_scores(warp_image(pair.moving_labels, displacement, "nearest"), pair.fixed_labels)
+    imse_error = float("nan")
+    if evaluator is not None:
+        warped = warp_image(pair.moving, displacement, default_value=float(pair.moving.array.min()))
+        reference = "fixed" if pair.fixed_contrast == "t1" else "moving"
+        imse_error = float(evaluator.error_map(pair.fixed, warped, reference).magnitude.array[brain].mean())
     return {
         "dice_gm": tissues["gm"]["dice"],
         "dice_wm": tissues["wm"]["dice"],
@@ -151,6 +159,7 @@ def score(pair, displacement: Image, seconds: float) -> dict[str, float]:
         "epe_mm": metrics.endpoint_error(displacement, pair.displacement, brain)["mean"],
         "folding_percent": metrics.folding_percentage(displacement, brain),
         "mean_grad": metrics.mean_gradient_magnitude(displacement, brain),
+        "imse_error": imse_error,
         "seconds": seconds,
     }
 
@@ -159,7 +168,8 @@ def run_dimension(dim: int, threads: int, out: Path, pairs_per_kind: int | None 
     """Register every pair of ``dim`` with every installed method and save a picture of the
     first pair of each kind under ``out``. Returns one row per (pair, method), and the reasons
     of the rows that have no figures."""
-    rows_by_method = methods(dim, threads)
+    evaluator = installed_evaluator(dim)
+    rows_by_method = methods(dim, threads, evaluator)
     runnable = {name: method for name, method in rows_by_method.items() if callable(method)}
     cases = pairs(dim, pairs_per_kind or SETUPS[dim]["pairs_per_kind"])
     if "elastix" in runnable:  # warm-up, not timed: the first call loads ITK's libraries
@@ -167,13 +177,15 @@ def run_dimension(dim: int, threads: int, out: Path, pairs_per_kind: int | None 
     results, examples = [], {}
     for kind, index, pair in cases:
         zero = pair.displacement.with_array(np.zeros_like(pair.displacement.array))
-        found = {"initial": {**score(pair, zero, 0.0), "cpu_seconds": 0.0}}
+        found = {"initial": {**score(pair, zero, 0.0, evaluator), "cpu_seconds": 0.0}}
         displacements = {"initial": zero}
         for name, method in runnable.items():
             cpu_started = time.process_time()
             displacement, seconds = method(pair)
-            found[name] = {**score(pair, displacement, seconds), "cpu_seconds": time.process_time() - cpu_started}
+            cpu_seconds = time.process_time() - cpu_started
+            found[name] = {**score(pair, displacement, seconds, evaluator), "cpu_seconds": cpu_seconds}
             displacements[name] = displacement
+        found["truth"] = {**score(pair, pair.displacement, 0.0, evaluator), "cpu_seconds": 0.0}
         if index == 0:
             examples[kind] = (pair, displacements)
         for name, values in found.items():
@@ -225,21 +237,24 @@ def markdown(summary: dict, missing: dict[int, dict[str, str]], counts: dict[tup
             f"## {dim}D ({setup['spacing_mm']:g} mm; our engine: {setup['levels']} levels, at most {setup['iterations']} iterations per level, "
             f"default weights)",
             "",
-            "Mean over pairs (standard deviation in brackets). Dice and HD95 on GM/WM labels; EPE, % det J <= 0 and mean |grad u| inside the fixed brain.",
+            "Mean over pairs (standard deviation in brackets). Dice and HD95 on GM/WM labels; EPE, % det J <= 0, mean |grad u| and "
+            "the shipped evaluator's mean |E| (fixed vs warped moving, the T1 as reference; '-' without an evaluator of this dimension) inside the fixed brain.",
             "",
         ]
         for kind in (*KINDS, "all"):
             n = counts.get((dim, kind), 0)
-            lines += [f"### {kind} ({n} pairs)", "", "| Method | Dice GM | Dice WM | HD95 mm | EPE mm | % det J <= 0 | mean abs(grad u) | seconds | CPU seconds |", "|---|---|---|---|---|---|---|---|---|"]
+            lines += [f"### {kind} ({n} pairs)", "", "| Method | Dice GM | Dice WM | HD95 mm | EPE mm | % det J <= 0 | mean abs(grad u) | IMSE mean abs(E) | seconds | CPU seconds |", "|---|---|---|---|---|---|---|---|---|---|"]
             for method, title in METHOD_NAMES.items():
                 values = summary.get((dim, kind, method))
                 if values is None:
                     reason = missing[dim].get(method, "not run")
-                    lines.append(f"| {title} | {reason} |  |  |  |  |  |  |  |")
+                    lines.append(f"| {title} | {reason} |  |  |  |  |  |  |  |  |")
                     continue
                 cells = [f"{values[c][0]:.3f} ({values[c][1]:.3f})" for c in ("dice_gm", "dice_wm")]
                 cells += [f"{values['hd95_mm'][0]:.2f}", f"{values['epe_mm'][0]:.2f} ({values['epe_mm'][1]:.2f})"]
-                cells += [f"{values['folding_percent'][0]:.3f}", f"{values['mean_grad'][0]:.3f}", f"{values['seconds'][0]:.1f}", f"{values['cpu_seconds'][0]:.1f}"]
+                error = values["imse_error"][0]
+                cells += [f"{values['folding_percent'][0]:.3f}", f"{values['mean_grad'][0]:.3f}", "-" if np.isnan(error) else f"{error:.4f}"]
+                cells += [f"{values['seconds'][0]:.1f}", f"{values['cpu_seconds'][0]:.1f}"]
                 lines.append(f"| {title} | " + " | ".join(cells) + " |")
             lines.append("")
     return "\n".join(lines)
