@@ -100,16 +100,13 @@ class AdaCSCardiacParameterNode:
     opacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.6
 
 
-class AdaCSCardiacWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class AdaCSCardiacWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
-        self.controller = None
         self.result = None
         self._shown = None  # (id of the result, map, opacity) last shown: the overlay is set only when it changes
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -119,56 +116,28 @@ class AdaCSCardiacWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = AdaCSCardiacLogic()
         self.controller = panel.RunController(self.ui.applyButton, self.ui.progressBar, self.ui.statusLabel, self.ui.logText)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.observeSceneClose()
         self.ui.applyButton.clicked.connect(self.onApplyButton)
         self.ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
         self.ui.deviceInfoLabel.text = panel.device_description()
         self.initializeParameterNode()
-
-    def cleanup(self) -> None:
-        if self.controller is not None and self.controller.running:
-            self.controller.cancel()
-        self.removeObservers()
 
     def enter(self) -> None:
         self.initializeParameterNode()
         panel.fill_model_combo(self.ui.modelComboBox, "adacs", self._parameterNode.model)
         self.ui.modelComboBox.setItemText(0, _("None: optimise each frame pair"))
 
-    def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
-
     def onSceneStartClose(self, caller, event) -> None:
-        if self.controller.running:
-            self.controller.cancel()
         self.result = self._shown = None
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.visible:
-            self.initializeParameterNode()
+        super().onSceneStartClose(caller, event)
 
     def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
+        super().initializeParameterNode()
         parameters = self._parameterNode
         if not parameters.cine and not parameters.referenceVolume:
             parameters.cine = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSequenceNode")
         if not parameters.lvCentre:
             parameters.lvCentre = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLMarkupsFiducialNode")
-
-    def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
-            self._onParameterNodeModified()
 
     def _onParameterNodeModified(self, caller=None, event=None) -> None:
         parameters = self._parameterNode

@@ -13,7 +13,6 @@ import logging
 from typing import Annotated
 
 import numpy as np
-import vtk
 
 import slicer
 from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLTransformNode
@@ -71,13 +70,11 @@ class IMSEQualityParameterNode:
     model: str = ""
 
 
-class IMSEQualityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class IMSEQualityWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
         self._observedMoving = None
 
     def setup(self) -> None:
@@ -93,49 +90,22 @@ class IMSEQualityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.liveTimer.singleShot = True
         self.liveTimer.interval = LIVE_DELAY_MILLISECONDS
         self.liveTimer.timeout.connect(self.onLiveUpdate)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.observeSceneClose()
         self.ui.applyButton.clicked.connect(self.onApplyButton)
         self.ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
         self.ui.deviceInfoLabel.text = panel.device_description()
         self.initializeParameterNode()
 
-    def cleanup(self) -> None:
-        self.removeObservers()
-
     def enter(self) -> None:
         self.initializeParameterNode()
         panel.fill_model_combo(self.ui.modelComboBox, "evaluator", self._parameterNode.model)
 
-    def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.visible:
-            self.initializeParameterNode()
-
     def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
+        super().initializeParameterNode()
         if not self._parameterNode.fixedVolume:
             volumes = [node for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode") if node.GetClassName() == "vtkMRMLScalarVolumeNode"]
             if len(volumes) >= 2:
                 self._parameterNode.fixedVolume, self._parameterNode.movingVolume = volumes[:2]
-
-    def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
-            self._onParameterNodeModified()
 
     def _onParameterNodeModified(self, caller=None, event=None) -> None:
         ready = bool(self._parameterNode and self._parameterNode.fixedVolume and self._parameterNode.movingVolume)

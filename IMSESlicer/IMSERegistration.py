@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-import vtk
-
 import slicer
 from slicer import vtkMRMLGridTransformNode, vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
@@ -76,13 +74,11 @@ class IMSERegistrationParameterNode:
     applyTransform: bool = True
 
 
-class IMSERegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class IMSERegistrationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -92,51 +88,17 @@ class IMSERegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = IMSERegistrationLogic()
         self.controller = panel.RunController(self.ui.applyButton, self.ui.progressBar, self.ui.statusLabel, self.ui.logText)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.observeSceneClose()
         self.ui.applyButton.clicked.connect(self.onApplyButton)
         self.ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
         self.ui.deviceInfoLabel.text = panel.device_description()
         self.initializeParameterNode()
 
-    def cleanup(self) -> None:
-        if self.controller.running:
-            self.controller.cancel()
-        self.removeObservers()
-
     def enter(self) -> None:
         self.initializeParameterNode()
         panel.fill_model_combo(self.ui.modelComboBox, "registration", self._parameterNode.model)
 
-    def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        if self.controller.running:  # its inputs and outputs belong to the scene being closed
-            self.controller.cancel()
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.visible:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
-
-    def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-            self._checkCanApply()
-
-    def _checkCanApply(self, caller=None, event=None) -> None:
+    def _onParameterNodeModified(self, caller=None, event=None) -> None:
         parameters = self._parameterNode
         ready = bool(parameters and parameters.fixedVolume and parameters.movingVolume)
         ready = ready and (parameters.mode == "optimisation" or bool(parameters.model))
@@ -167,7 +129,7 @@ class IMSERegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if run.result is not None:
             panel.show_table(self.ui.metricsTable, run.result.rows)
             self.ui.statusLabel.text = run.result.summary
-        self._checkCanApply()
+        self._onParameterNodeModified()
 
 
 class RegistrationResult:

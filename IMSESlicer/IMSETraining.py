@@ -91,13 +91,11 @@ class IMSETrainingParameterNode:
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
 
 
-class IMSETrainingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class IMSETrainingWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
         self._shownTask = None
 
     def setup(self) -> None:
@@ -108,49 +106,15 @@ class IMSETrainingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = IMSETrainingLogic()
         self.controller = panel.RunController(self.ui.applyButton, self.ui.progressBar, self.ui.statusLabel, self.ui.logText)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.observeSceneClose()
         self.ui.applyButton.clicked.connect(self.onApplyButton)
         self.ui.evaluatorComboBox.currentIndexChanged.connect(self.onEvaluatorChanged)
         self.ui.deviceInfoLabel.text = panel.device_description()
         self.initializeParameterNode()
 
-    def cleanup(self) -> None:
-        if self.controller.running:
-            self.controller.cancel()
-        self.removeObservers()
-
     def enter(self) -> None:
         self.initializeParameterNode()
         self.refreshModelLists()
-
-    def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        if self.controller.running:  # its inputs and outputs belong to the scene being closed
-            self.controller.cancel()
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.visible:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
-
-    def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
-            self._onParameterNodeModified()
 
     def _onParameterNodeModified(self, caller=None, event=None) -> None:
         """Show the data section of the chosen task and enable the options it takes."""

@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-import vtk
-
 import slicer
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
@@ -73,13 +71,11 @@ class IMSETranslationParameterNode:
     model: str = ""
 
 
-class IMSETranslationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class IMSETranslationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -89,51 +85,17 @@ class IMSETranslationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = IMSETranslationLogic()
         self.controller = panel.RunController(self.ui.applyButton, self.ui.progressBar, self.ui.statusLabel, self.ui.logText)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.observeSceneClose()
         self.ui.applyButton.clicked.connect(self.onApplyButton)
         self.ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
         self.ui.deviceInfoLabel.text = panel.device_description()
         self.initializeParameterNode()
 
-    def cleanup(self) -> None:
-        if self.controller.running:
-            self.controller.cancel()
-        self.removeObservers()
-
     def enter(self) -> None:
         self.initializeParameterNode()
         panel.fill_model_combo(self.ui.modelComboBox, "evaluator", self._parameterNode.model)
 
-    def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        if self.controller.running:  # its inputs and outputs belong to the scene being closed
-            self.controller.cancel()
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.visible:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
-
-    def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-            self._checkCanApply()
-
-    def _checkCanApply(self, caller=None, event=None) -> None:
+    def _onParameterNodeModified(self, caller=None, event=None) -> None:
         parameters = self._parameterNode
         ready = bool(parameters and parameters.sourceVolume and parameters.referenceVolume)
         self.ui.applyButton.enabled = ready or self.controller.running
@@ -161,7 +123,7 @@ class IMSETranslationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if run.result is not None:
             panel.show_table(self.ui.metricsTable, run.result.rows)
             self.ui.statusLabel.text = run.result.summary
-        self._checkCanApply()
+        self._onParameterNodeModified()
 
 
 class TranslationResult:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+import vtk
+
 
 def format_progress(done: int, total: int, values: dict) -> str:
     """A status line: ``12/150 loss 0.031 level 2``."""
@@ -176,3 +178,59 @@ def show_table(table_widget, rows: list[dict]) -> None:
             value = row.get(column, "")
             text = f"{value:.4g}" if isinstance(value, float) else str(value)
             table_widget.setItem(row_index, column_index, qt.QTableWidgetItem(text))
+
+
+class ParameterNodePanel:
+    """The parameter-node wiring of Slicer's scripted-module template, written once for every
+    panel: put it first among a Widget's bases (before ScriptedLoadableModuleWidget and
+    VTKObservationMixin, whose methods it uses). The Widget sets ``self.ui`` and
+    ``self.logic`` (and ``self.controller`` if it runs jobs), calls
+    :meth:`observeSceneClose` in ``setup``, and defines ``_onParameterNodeModified(caller=None,
+    event=None)``, called whenever a parameter changes."""
+
+    _parameterNode = None
+    _parameterNodeGuiTag = None
+    controller: RunController | None = None
+
+    def observeSceneClose(self) -> None:
+        import slicer
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+    def _cancelRun(self) -> None:
+        if self.controller is not None and self.controller.running:
+            self.controller.cancel()
+
+    def cleanup(self) -> None:
+        self._cancelRun()
+        self.removeObservers()
+
+    def exit(self) -> None:
+        """Stop following the parameter node while another module is shown."""
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self._cancelRun()  # a running job's inputs and outputs belong to the scene being closed
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.visible:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+
+    def setParameterNode(self, parameterNode) -> None:
+        """Follow ``parameterNode`` (or none): bind it to the panel's widgets both ways."""
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+        self._parameterNode = parameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+            self._onParameterNodeModified()

@@ -135,8 +135,6 @@ def test_bad_inputs_are_refused_with_advice_before_anything_runs(scene):
 
 
 def test_panel_runs_the_cine_shows_strain_and_switches_maps(scene, screenshots):
-    import slicer
-
     from IMSESlicerLib.sample_data import load_sample
 
     nodes = load_sample(scene, "LV phantom cine")

@@ -8,8 +8,6 @@ import slicer_standin
 
 
 def _translate(scene, node, millimetres):
-    import slicer
-
     transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "shift")
     matrix = vtk.vtkMatrix4x4()
     matrix.SetElement(0, 3, millimetres)
