@@ -77,11 +77,7 @@ def _train_evaluator(args: argparse.Namespace) -> None:
         seed=args.seed,
         device=args.device,
     )
-    if args.progress == "json":  # training draws its own bar otherwise
-        with _progress_reporter("json", "training") as progress:
-            weights = train_evaluator(config, progress=progress)
-    else:
-        weights = train_evaluator(config)
+    weights = _train(train_evaluator, config, args.progress)
     if weights is not None:
         print(f"model written: {weights} (card: {weights.with_suffix('.json')})")
 
@@ -115,11 +111,7 @@ def _train_registration(args: argparse.Namespace) -> None:
         seed=args.seed,
         device=args.device,
     )
-    if args.progress == "json":  # training draws its own bar otherwise
-        with _progress_reporter("json", "training") as progress:
-            weights = train_registration_network(config, progress=progress)
-    else:
-        weights = train_registration_network(config)
+    weights = _train(train_registration_network, config, args.progress)
     print(f"model written: {weights} (card: {weights.with_suffix('.json')})")
 
 
@@ -174,6 +166,15 @@ def _translate(args: argparse.Namespace) -> None:
 
 
 PROGRESS_PREFIX = "IMSE-PROGRESS "
+
+
+def _train(train, config, style: str):
+    """``train(config)``; with ``--progress json`` its progress goes out as IMSE-PROGRESS lines
+    (otherwise the training draws its own bar). Returns what ``train`` returns."""
+    if style != "json":
+        return train(config)
+    with _progress_reporter("json", "training") as progress:
+        return train(config, progress=progress)
 
 
 @contextlib.contextmanager

@@ -446,7 +446,7 @@ def train_registration_network(
         history.append({"step": 0, "train_loss": None, **validate(), "seconds": 0.0})
     running = None
     started = time.perf_counter() - elapsed
-    bar = tqdm(total=config.iterations, initial=step, unit="it", desc=f"training {config.name}")
+    bar = tqdm(total=config.iterations, initial=step, disable=progress is not None, unit="it", desc=f"training {config.name}")  # a callback replaces the bar
     cancelled = False
     while step < config.iterations:
         if should_stop is not None and should_stop():
