@@ -1,6 +1,6 @@
 """IMSE Registration: register a moving volume onto a fixed one, whatever their modalities.
 
-Per-pair optimisation with the IMSE evaluator, MIND, MI, NCC or MSE as the similarity (or
+Per-pair optimisation with the IMSE evaluator, MIND, MIND + IMSE, MI, NCC or MSE as the similarity (or
 AdaCS correspondence scoring for 2D frames), or one-shot prediction by a trained
 registration network. The work runs in a background process (``imse register``); the
 outputs are a displacement-field transform (from parent), the warped volume, the Jacobian
@@ -29,7 +29,7 @@ from IMSESlicerLib import panel
 from IMSESlicerLib.resources import resource_path
 
 #: What the panel offers -> the backend's similarity name (AdaCS runs `imse adacs register`).
-SIMILARITIES = {"MIND": "mind", "IMSE": "imse", "AdaCS": "adacs", "MI": "mi", "NCC": "ncc", "MSE": "mse"}
+SIMILARITIES = {"MIND": "mind", "IMSE": "imse", "MIND + IMSE": "mind+imse", "AdaCS": "adacs", "MI": "mi", "NCC": "ncc", "MSE": "mse"}
 DEVICES = ("auto", "cuda", "cpu")
 
 
@@ -51,8 +51,8 @@ class IMSERegistration(ScriptedLoadableModule):
 
 @parameterNodeWrapper
 class IMSERegistrationParameterNode:
-    """Inputs (fixed/moving volumes, optional label-map masks), options (similarity, mode
-    optimisation/network, levels, iterations, regularisation weight with 0 meaning the
+    """Inputs (fixed/moving volumes, optional label-map masks), options (similarity; reference:
+    which volume is in the evaluator's trained modality, for IMSE; mode optimisation/network, levels, iterations, regularisation weight with 0 meaning the
     similarity's default, diffeomorphic, affine, device, model) and outputs (transform, warped
     volume; new nodes when empty)."""
 
@@ -61,6 +61,7 @@ class IMSERegistrationParameterNode:
     fixedMask: vtkMRMLLabelMapVolumeNode
     movingMask: vtkMRMLLabelMapVolumeNode
     similarity: Annotated[str, Choice(list(SIMILARITIES))] = "MIND"
+    reference: Annotated[str, Choice(["fixed", "moving"])] = "fixed"
     mode: Annotated[str, Choice(["optimisation", "network"])] = "optimisation"
     levels: Annotated[int, WithinRange(1, 6)] = 3
     iterations: Annotated[int, WithinRange(0, 5000)] = 150
@@ -104,6 +105,7 @@ class IMSERegistrationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWid
         ready = ready and (parameters.mode == "optimisation" or bool(parameters.model))
         self.ui.applyButton.enabled = ready or self.controller.running
         self.ui.modelComboBox.enabled = bool(parameters and parameters.mode == "network")
+        self.ui.referenceComboBox.enabled = bool(parameters and "imse" in SIMILARITIES[parameters.similarity])
         if not self.controller.running:
             self.ui.applyButton.toolTip = (
                 _("Register the moving volume onto the fixed one (runs in the background; press again to cancel).")
@@ -176,7 +178,7 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
             arguments = ["adacs", "register", movingPath, fixedPath, "--out", out, "--iterations", str(max(parameters.iterations, 1))]
         else:
             arguments = ["register", fixedPath, movingPath, "--out", out, "--similarity", similarity, "--iterations", str(parameters.iterations)]
-            arguments += ["--levels", str(parameters.levels)]
+            arguments += ["--levels", str(parameters.levels), "--reference", parameters.reference]
             if parameters.regularizationWeight > 0:
                 arguments += ["--regularization-weight", str(parameters.regularizationWeight)]
             if parameters.diffeomorphic:

@@ -25,10 +25,11 @@ from .device import resolve_device
 from .errors import ImageError
 from .networks import ARCHITECTURES
 from .regularization import REGULARIZERS
-from .similarity import SIMILARITIES
+from .similarity import SIMILARITIES, similarity_terms
 from .train_evaluator import RECIPES
 
-SIMILARITY_NAMES = sorted(SIMILARITIES)
+#: The similarities on offer: each of the library's, and MIND plus the IMSE evaluator.
+SIMILARITY_NAMES = sorted(SIMILARITIES) + ["mind+imse"]
 OUT_OF_MEMORY_STATUS = 3  # exit status when CUDA runs out of memory (the Slicer job runner then retries on the CPU)
 
 
@@ -229,6 +230,7 @@ def _register(args: argparse.Namespace) -> None:
     similarity = args.similarity or (network.card.training.get("similarity", "mind") if network else "mind")
     settings = RegistrationSettings(
         similarity=similarity,
+        similarity_options={"reference": args.reference} if "imse" in similarity_terms(similarity) else {},
         levels=args.levels if args.levels is not None else (3 if network is None else 1),
         iterations=args.iterations,
         regularization=args.regularization,
@@ -238,13 +240,13 @@ def _register(args: argparse.Namespace) -> None:
         device=args.device,
     )
     if network is not None:  # --model named the network: error maps (and an imse refinement) use the default evaluator
-        evaluator = _optional_evaluator(argparse.Namespace(model=None, device=args.device), fixed.dim, required=similarity == "imse")
+        evaluator = _optional_evaluator(argparse.Namespace(model=None, device=args.device), fixed.dim, required=settings.uses_evaluator)
         with _progress_reporter(args.progress, "registering") as progress:
             result = register_with_network(
                 fixed, moving, network, args.refine_iterations, settings, fixed_mask, moving_mask, evaluator, progress, device=args.device
             )
     else:
-        evaluator = _optional_evaluator(args, fixed.dim, required=similarity == "imse")
+        evaluator = _optional_evaluator(args, fixed.dim, required=settings.uses_evaluator)
         with _progress_reporter(args.progress, "registering") as progress:
             result = register_pair(fixed, moving, settings, fixed_mask, moving_mask, evaluator, progress=progress)
     summary = {
@@ -262,7 +264,7 @@ def _register(args: argparse.Namespace) -> None:
         write_image(result.jacobian_determinant, folder / "jacobian_determinant.nii.gz")
         if evaluator is not None:
             for name, image in (("before", moving), ("after", result.warped)):
-                error = evaluator.error_map(fixed, image)
+                error = evaluator.error_map(fixed, image, reference=args.reference)
                 write_image(error.magnitude, folder / f"error_map_{name}.nii.gz")
                 summary[f"imse_mean_error_{name}"] = error.statistics["image"]["mean"]
         (folder / "loss_curve.json").write_text(json.dumps(result.loss_curve))
@@ -425,6 +427,15 @@ def _models(args: argparse.Namespace) -> None:
         print(f"{card.name}: {card.task}, {card.dim}D {card.architecture}, modality {card.modality}, {card.spacing_mm} mm ({weights})")
 
 
+def _add_reference_option(parser: argparse.ArgumentParser, use: str = "") -> None:
+    parser.add_argument(
+        "--reference",
+        choices=("fixed", "moving"),
+        default="fixed",
+        help=f"which image is in the evaluator's trained modality{use} (default: %(default)s)",
+    )
+
+
 def _add_evaluator_options(parser: argparse.ArgumentParser, model_help: str = "evaluator name or path") -> None:
     parser.add_argument("--model", help=f"{model_help} (default: the first installed evaluator of the image's dimension)")
     parser.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu (default: %(default)s)")
@@ -478,12 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     error_map.add_argument("fixed", help="fixed image")
     error_map.add_argument("moving", help="moving image (resampled onto the fixed grid)")
     error_map.add_argument("--out", required=True, help="output image of |E| (e.g. error.nii.gz); statistics go beside it")
-    error_map.add_argument(
-        "--reference",
-        choices=("fixed", "moving"),
-        default="fixed",
-        help="which image is in the evaluator's trained modality (default: %(default)s)",
-    )
+    _add_reference_option(error_map)
     error_map.add_argument("--mask", help="mask on the fixed grid for in-mask statistics")
     _add_evaluator_options(error_map)
     error_map.set_defaults(handler=_error_map)
@@ -534,7 +540,10 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("fixed", help="fixed image")
     register.add_argument("moving", help="moving image")
     register.add_argument("--out", required=True, help="output folder")
-    register.add_argument("--similarity", choices=SIMILARITY_NAMES, help="(default: mind; with a registration network, its training loss)")
+    register.add_argument(
+        "--similarity", choices=SIMILARITY_NAMES, help="(default: mind; with a registration network, its training loss; mind+imse: their sum)"
+    )
+    _add_reference_option(register, " (imse similarity and error maps)")
     register.add_argument("--levels", type=int, help="pyramid levels (default: 3; 1 when refining a network's result)")
     register.add_argument("--iterations", type=int, default=150, help="iterations per level at most (default: %(default)s)")
     register.add_argument("--regularization", choices=REGULARIZERS, default="diffusion", help="(default: %(default)s)")

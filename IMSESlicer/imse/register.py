@@ -76,6 +76,13 @@ class RegistrationSettings:
     tolerance: float = 0.01
     device: str = "auto"
 
+    @property
+    def uses_evaluator(self) -> bool:
+        """Whether the similarity (or a term of a combined one, ``mind+imse``) is IMSE."""
+        from .similarity import similarity_terms
+
+        return "imse" in similarity_terms(self.similarity)
+
 
 @dataclass
 class RegistrationResult:
@@ -259,9 +266,10 @@ def _displacement(parameter: torch.Tensor, geometry: Geometry, settings: Registr
 
 
 def _regularization_weight(settings: RegistrationSettings) -> float:
+    """The set weight, else the default of the similarity (of its first term, when combined)."""
     if settings.regularization_weight is not None:
         return settings.regularization_weight
-    return DEFAULT_REGULARIZATION_WEIGHTS.get(settings.similarity, 1.0)
+    return DEFAULT_REGULARIZATION_WEIGHTS.get(settings.similarity.split("+")[0].strip().lower(), 1.0)
 
 
 def _resample_field(displacement: torch.Tensor, source: Geometry, target: Image) -> torch.Tensor:
@@ -276,7 +284,7 @@ def _build_similarity(settings: RegistrationSettings, evaluator, device):
     from .similarity import build_similarity
 
     options = dict(settings.similarity_options)
-    if settings.similarity == "imse":
+    if settings.uses_evaluator:
         options["network"] = evaluator.network.to(device)
     return build_similarity(settings.similarity, **options).to(device)
 
@@ -298,7 +306,7 @@ def _check_inputs(fixed: Image, moving: Image, fixed_mask, moving_mask, settings
             raise ImageError(f"The {name} mask must lie on the {name} image's grid; resample it first.")
         if mask is not None and not np.any(mask.array > 0):
             raise ImageError(f"The {name} mask is empty; give a mask that covers the anatomy or none.")
-    if settings.similarity == "imse":
+    if settings.uses_evaluator:
         if evaluator is None:
             raise ImageError("The 'imse' similarity needs an evaluator model (see 'imse models').")
         if evaluator.card.dim != fixed.dim:

@@ -651,7 +651,7 @@ def register_with_network(
     settings = refine_settings or RegistrationSettings(similarity=trained_similarity, levels=1, device=device)
     if refine_iterations:
         settings = replace(settings, iterations=refine_iterations)
-        if settings.similarity == "imse" and evaluator is None:
+        if settings.uses_evaluator and evaluator is None:
             from .evaluator import Evaluator
 
             name = loaded.card.training.get("evaluator") if loaded is not None else None

@@ -707,6 +707,24 @@ class IMSESimilarity(_Similarity):
         return imse(fixed, moving, self.network, mask, self.reference, self.both_orders, self.reduction)
 
 
+class WeightedSum(nn.Module):
+    """A combined similarity: ``sum_i weight_i * term_i(fixed, moving, mask)`` over similarity
+    modules, e.g. MIND plus the IMSE evaluator (``build_similarity("mind+imse", ...)``)."""
+
+    def __init__(self, terms: Sequence[tuple[float, nn.Module]]) -> None:
+        super().__init__()
+        if not terms:
+            raise ImageError("A combined similarity needs at least one term.")
+        self.weights = [float(weight) for weight, _ in terms]
+        self.terms = nn.ModuleList([term for _, term in terms])
+
+    def extra_repr(self) -> str:
+        return f"weights={self.weights}"
+
+    def forward(self, fixed: torch.Tensor, moving: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return sum(weight * term(fixed, moving, mask) for weight, term in zip(self.weights, self.terms))
+
+
 #: The similarity names that :func:`build_similarity` knows, with their module classes.
 SIMILARITIES: dict[str, type[_Similarity]] = {
     "mse": MSE,
@@ -719,17 +737,50 @@ SIMILARITIES: dict[str, type[_Similarity]] = {
 }
 
 
-def build_similarity(name: str, **options) -> nn.Module:
+def similarity_terms(name: str) -> list[str]:
+    """The similarity names in ``name``: one (``"mind"``) or several joined by ``+``
+    (``"mind+imse"``), lower-cased; raises ImageError for an unknown one."""
+    terms = [term.strip().lower() for term in str(name).split("+")]
+    unknown = [term for term in terms if term not in SIMILARITIES]
+    if unknown or len(set(terms)) != len(terms):
+        raise ImageError(
+            f"Unknown similarity '{name}'; choose one of {sorted(SIMILARITIES)}, or several different ones "
+            "joined by '+' (e.g. 'mind+imse')."
+        )
+    return terms
+
+
+def build_similarity(name: str, weights: dict[str, float] | None = None, **options) -> nn.Module:
     """The similarity module registered under ``name`` (one of :data:`SIMILARITIES`) with the
     given options (the keyword arguments of its function, except the images and the mask).
     ``imse`` needs ``network=`` (the frozen evaluator network). Unknown names or options raise
-    :class:`~imse.errors.ImageError` listing the valid ones."""
-    key = name.lower() if isinstance(name, str) else name
-    if key not in SIMILARITIES:
-        raise ImageError(f"Unknown similarity '{name}'; choose one of {sorted(SIMILARITIES)}.")
-    cls = SIMILARITIES[key]
-    parameters = inspect.signature(cls.__init__).parameters
-    valid = [p for p in parameters if p != "self"]
+    :class:`~imse.errors.ImageError` listing the valid ones.
+
+    Several names joined by ``+`` build a :class:`WeightedSum`: each option goes to every term
+    that accepts it (``reference`` to ``imse``, ``window`` to ``lncc``, ...), and ``weights``
+    maps a term's name to its weight (1 when not given)."""
+    terms = similarity_terms(name)
+    weights = dict(weights or {})
+    if len(terms) == 1 and not weights:
+        return _build_one(terms[0], options)
+    unknown_weights = sorted(set(weights) - set(terms))
+    if unknown_weights:
+        raise ImageError(f"Weights given for {unknown_weights}, which are not terms of '{name}' ({terms}).")
+    accepted = {term: _option_names(SIMILARITIES[term]) for term in terms}
+    unused = sorted(set(options) - set().union(*accepted.values()))
+    if unused:
+        raise ImageError(f"Unknown option(s) {unused} for the '{name}' similarity; valid options: {sorted(set().union(*accepted.values()))}.")
+    return WeightedSum(
+        [(weights.get(term, 1.0), _build_one(term, {k: v for k, v in options.items() if k in accepted[term]})) for term in terms]
+    )
+
+
+def _option_names(cls: type) -> list[str]:
+    return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+
+def _build_one(key: str, options: dict) -> nn.Module:
+    valid = _option_names(SIMILARITIES[key])
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ImageError(f"Unknown option(s) {unknown} for the '{key}' similarity; valid options: {valid}.")
@@ -738,7 +789,7 @@ def build_similarity(name: str, **options) -> nn.Module:
             "The 'imse' similarity needs network=<the evaluator's torch Module> (for example "
             "imse.evaluator.Evaluator.load(...).network)."
         )
-    return cls(**options)
+    return SIMILARITIES[key](**options)
 
 
 __all__ = [
@@ -753,6 +804,7 @@ __all__ = [
     "PARZEN_WINDOWS",
     "REDUCTIONS",
     "SIMILARITIES",
+    "WeightedSum",
     "build_similarity",
     "imse",
     "joint_histogram",
@@ -763,4 +815,5 @@ __all__ = [
     "mse",
     "mutual_information",
     "ncc",
+    "similarity_terms",
 ]

@@ -108,8 +108,9 @@ def test_bad_inputs_are_refused_clearly():
         register_pair(pair2.fixed, far)
     with pytest.raises(ImageError, match="mask is empty"):
         register_pair(pair2.fixed, pair2.moving, fixed_mask=pair2.fixed.with_array(np.zeros(pair2.fixed.shape)))
-    with pytest.raises(ImageError, match="needs an evaluator"):
-        register_pair(pair2.fixed, pair2.moving, RegistrationSettings(similarity="imse"))
+    for similarity in ("imse", "mind+imse"):
+        with pytest.raises(ImageError, match="needs an evaluator"):
+            register_pair(pair2.fixed, pair2.moving, RegistrationSettings(similarity=similarity))
 
 
 def test_command_line_writes_outputs_that_load_back_and_agree_with_itk(tmp_path):
@@ -165,3 +166,27 @@ def test_a_named_evaluator_that_does_not_exist_is_an_error_not_a_silent_skip(tmp
     with pytest.raises(SystemExit) as exit_info:
         main(["register", str(fixed), str(moving), "--out", str(tmp_path / "out"), "--model", "no-such-model", "--iterations", "2"])
     assert exit_info.value.code == 2 and not (tmp_path / "out").exists()
+
+
+def test_command_line_combined_similarity_puts_the_t1_in_the_evaluators_reference_channel(tmp_path):
+    """T1 moving onto a T2-like fixed image with MIND + IMSE: ``--reference moving`` gives the
+    evaluator the T1 in its trained channel, for the loss and for the error maps."""
+    import json
+
+    from imse.cli import main
+    from imse.evaluator import Evaluator
+    from imse.image import read_image, write_image
+
+    pair = make_pair(dim=2, fixed_contrast="t2", moving_contrast="t1", max_displacement_mm=5.0, seed=13)
+    fixed, moving = write_image(pair.fixed, tmp_path / "fixed.nrrd"), write_image(pair.moving, tmp_path / "moving.nrrd")
+    out = tmp_path / "result"
+    arguments = ["register", str(fixed), str(moving), "--out", str(out), "--similarity", "mind+imse", "--reference", "moving"]
+    assert main([*arguments, "--levels", "2", "--iterations", "40", "--device", "cpu"]) == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    evaluator = Evaluator.load(dim=2)
+    expected = evaluator.error_map(pair.fixed, pair.moving, reference="moving").statistics["image"]["mean"]
+    assert summary["similarity"] == "mind+imse" and summary["imse_mean_error_before"] == pytest.approx(expected, rel=1e-4)
+    assert summary["imse_mean_error_after"] < summary["imse_mean_error_before"]
+    assert brain_endpoint_error(read_image(out / "displacement_mm.nii.gz"), pair) < brain_endpoint_error(
+        pair.displacement.with_array(np.zeros_like(pair.displacement.array)), pair
+    )

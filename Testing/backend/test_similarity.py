@@ -396,6 +396,25 @@ def test_registry_builds_every_similarity(images_2d):
     assert "window=5" in repr(sim.build_similarity("lncc", window=5))
 
 
+def test_combined_similarity_is_the_weighted_sum_of_its_terms_with_options_routed_by_name(images_2d):
+    t1, t2 = images_2d["t1"], images_2d["t2"]
+    moving = translate(t2, (1.5, -1.0))
+    network = toy_evaluator(2)
+    combined = sim.build_similarity("MIND+imse", network=network, reference="moving", weights={"imse": 2.5}, radius=1)
+    assert isinstance(combined, sim.WeightedSum) and combined.weights == [1.0, 2.5]
+    expected = sim.mind_ssc(t1, moving, radius=1) + 2.5 * sim.imse(t1, moving, network, reference="moving")
+    assert combined(t1, moving).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert sim.similarity_terms("mind + imse") == ["mind", "imse"]
+    with pytest.raises(ImageError, match="joined by"):
+        sim.build_similarity("mind+ssd")
+    with pytest.raises(ImageError, match="joined by"):
+        sim.build_similarity("mind+mind")
+    with pytest.raises(ImageError, match="not terms"):
+        sim.build_similarity("mind+ncc", weights={"mi": 1.0})
+    with pytest.raises(ImageError, match="Unknown option.*bins"):
+        sim.build_similarity("mind+ncc", bins=16)
+
+
 def test_unknown_names_and_options_raise_image_error(images_2d):
     with pytest.raises(ImageError, match="lncc.*mind"):
         sim.build_similarity("ssd")

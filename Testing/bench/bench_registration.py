@@ -8,7 +8,8 @@ inside the central slab that the shipped evaluators never saw in training; 3D pa
 volumes (no 3D evaluator ships, so they test the classic similarities and the peers).
 
 Rows: Initial (no registration), our optimisation with NCC, MI, MIND and IMSE (the shipped
-evaluator), IMSE (network) with the installed 2D model trained with the IMSE loss, and the peers a user would
+evaluator), the extra row MIND + IMSE (their sum: the combined loss the issue allows beside,
+never instead of, IMSE alone), IMSE (network) with the installed 2D model trained with the IMSE loss, and the peers a user would
 pick instead, when installed: elastix (itk-elastix, its default B-spline map with
 AdvancedMattesMutualInformation) and ANTs SyN (antspyx, Mattes MI). Every method's result is a
 displacement in mm on the fixed grid (ITK convention) and is scored identically: Dice of GM and
@@ -51,13 +52,14 @@ SETUPS = {
     2: {"spacing_mm": 2.0, "pairs_per_kind": 7, "levels": 3, "iterations": 150},
     3: {"spacing_mm": 3.0, "pairs_per_kind": 2, "levels": 2, "iterations": 100},
 }
-OURS = ("ncc", "mi", "mind", "imse")
+OURS = ("ncc", "mi", "mind", "imse", "mind+imse")
 METHOD_NAMES = {
     "initial": "Initial",
     "ncc": "NCC",
     "mi": "MI",
     "mind": "MIND",
     "imse": "IMSE (optimisation)",
+    "mind+imse": "MIND + IMSE (combined, optimisation)",
     "imse_network": "IMSE (network, one shot)",
     "elastix": "elastix B-spline (MI)",
     "ants": "ANTs SyN (Mattes MI)",
@@ -95,7 +97,7 @@ def our_method(similarity: str, dim: int, evaluator) -> Method:
     modality) in the evaluator's reference channel."""
 
     def run(pair: Pair) -> tuple[Image, float]:
-        options = {"reference": "fixed" if pair.fixed_contrast == "t1" else "moving"} if similarity == "imse" else {}
+        options = {"reference": "fixed" if pair.fixed_contrast == "t1" else "moving"} if "imse" in similarity else {}
         settings = RegistrationSettings(
             similarity=similarity, similarity_options=options, levels=SETUPS[dim]["levels"], iterations=SETUPS[dim]["iterations"], device="cpu"
         )
@@ -134,7 +136,7 @@ def methods(dim: int, threads: int, evaluator) -> dict[str, Method | str]:
     or the reason it has no figures; ``evaluator``: the installed one of this dimension or None."""
     rows: dict[str, Method | str] = {name: our_method(name, dim, evaluator) for name in OURS}
     if evaluator is None:
-        rows["imse"] = f"no {dim}D evaluator installed"
+        rows["imse"] = rows["mind+imse"] = f"no {dim}D evaluator installed"
     rows["imse_network"] = network_method(dim)
     rows["elastix"] = elastix_method(threads) if peers.elastix_available() else "not installed (pip install 'imse[bench]')"
     rows["ants"] = ANTS_MISSING

@@ -40,6 +40,23 @@ def test_logic_transform_reproduces_the_backend_warped_image(scene):
     assert any(row["quantity"] == "folding_percent" for row in result.rows)
 
 
+def test_logic_gives_the_backend_the_combined_similarity_and_the_evaluators_reference(scene):
+    """T1 moving onto a T2-like fixed volume with MIND + IMSE: the run asks the backend to put
+    the moving volume in the evaluator's trained channel, and it registers."""
+    from IMSERegistration import IMSERegistrationLogic
+    from IMSESlicerLib.sample_data import load_sample
+
+    nodes = load_sample(scene, "IMSE brain pair 2D")
+    logic = IMSERegistrationLogic()
+    swapped = {"fixed": nodes["moving"], "moving": nodes["fixed"]}
+    run = logic.registrationRun(_parameters(logic, swapped, similarity="MIND + IMSE", reference="moving", iterations=10))
+    arguments = run.arguments
+    assert arguments[arguments.index("--similarity") + 1] == "mind+imse"
+    assert arguments[arguments.index("--reference") + 1] == "moving"
+    result = run.start().wait()
+    assert result.transform is not None and any(row["quantity"] == "imse_mean_error_after" for row in result.rows)
+
+
 def test_logic_bad_input_says_what_to_do(scene):
     from IMSERegistration import IMSERegistrationLogic
     from IMSESlicerLib.sample_data import load_sample
@@ -60,6 +77,10 @@ def test_panel_registers_and_cancel_leaves_nothing(scene, screenshots):
     ui.movingVolumeSelector.setCurrentNode(nodes["moving"])
     ui.deviceComboBox.currentIndex = ui.deviceComboBox.findText("cpu")
     ui.levelsSpinBox.value = 1
+    assert not ui.referenceComboBox.enabled  # MIND does not use the evaluator
+    ui.similarityComboBox.currentIndex = ui.similarityComboBox.findText("MIND + IMSE")
+    assert ui.referenceComboBox.enabled
+    ui.similarityComboBox.currentIndex = ui.similarityComboBox.findText("MIND")
     ui.iterationsSpinBox.value = 5000  # long: cancelled below
     ui.applyTransformCheckBox.checked = False
     volumes_before = scene.GetNumberOfNodesByClass("vtkMRMLVolumeNode")
