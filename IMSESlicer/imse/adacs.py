@@ -736,6 +736,12 @@ class AdaCSPairSettings:
     def schedule(self) -> AdaCSSchedule:
         return AdaCSSchedule(self.iterations, self.displacement_warmup, self.scoring_warmup, self.scoring)
 
+    @classmethod
+    def for_iterations(cls, iterations: int, **options) -> "AdaCSPairSettings":
+        """Settings whose warm-ups keep the defaults' proportions (a third of the steps for the
+        displacement, a sixth for the score), so that any step count scores in its last half."""
+        return cls(iterations=iterations, displacement_warmup=iterations // 3, scoring_warmup=iterations // 6, **options)
+
 
 @dataclass
 class AdaCSPairResult:

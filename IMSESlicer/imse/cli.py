@@ -285,7 +285,7 @@ def _adacs_register(args: argparse.Namespace) -> None:
         model = load_adacs(find_model(args.model, task="adacs"), device=str(resolve_device(args.device))).network
         displacement, warped, score = register_frames(model, source.array, target.array, target.geometry)
     else:
-        settings = AdaCSPairSettings(iterations=args.iterations, scoring=args.scoring, device=args.device)
+        settings = AdaCSPairSettings.for_iterations(args.iterations, scoring=args.scoring, device=args.device)
         with _progress_reporter(args.progress, "AdaCS") as progress:
             result = adacs_pair(source.array, target.array, target.geometry, settings, progress=progress)
         displacement, warped, score = result.displacement, result.warped, result.score
@@ -312,9 +312,7 @@ def _adacs_register_cine(args: argparse.Namespace) -> None:
     if not 0 <= reference < len(frames):
         raise ImageError(f"The reference frame {reference} is outside the cine's {len(frames)} frames (0 to {len(frames) - 1}).")
     model = load_adacs(find_model(args.model, task="adacs"), device=str(resolve_device(args.device))).network if args.model else None
-    settings = AdaCSPairSettings(
-        iterations=args.iterations, displacement_warmup=args.iterations // 3, scoring_warmup=args.iterations // 6, scoring=args.scoring, device=args.device
-    )
+    settings = AdaCSPairSettings.for_iterations(args.iterations, scoring=args.scoring, device=args.device)
     steps = 1 if model is not None else args.iterations
     with _progress_reporter(args.progress, "AdaCS cine") as progress, _staged_folder(Path(args.out)) as folder:
         for index, source in enumerate(frames):

@@ -220,6 +220,15 @@ def test_schedule_warms_up_then_alternates():
     assert {baseline.phase(s) for s in range(8)} == {"displacement"} and not baseline.uses_score(5)
 
 
+@pytest.mark.parametrize("iterations", [12, 60, 300])
+def test_pair_settings_for_any_step_count_score_in_the_last_half(iterations):
+    """Fixed warm-ups (100 + 50 steps) never scored below 151 steps; scaled ones always do."""
+    schedule = AdaCSPairSettings.for_iterations(iterations, device="cpu").schedule
+    assert "scoring" in [schedule.phase(step) for step in range(iterations)]
+    assert all(schedule.uses_score(step) for step in range(iterations // 2, iterations))
+    assert AdaCSPairSettings.for_iterations(300).schedule == AdaCSPairSettings().schedule  # the defaults' proportions
+
+
 # --- Training ----------------------------------------------------------------------------
 
 
