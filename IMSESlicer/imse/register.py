@@ -117,7 +117,7 @@ def register_pair(
     """
     settings = settings or RegistrationSettings()
     started = time.perf_counter()
-    _check_inputs(fixed, moving, fixed_mask, moving_mask, settings, evaluator)
+    check_registration_inputs(fixed, moving, fixed_mask, moving_mask, settings, evaluator)
     device = resolve_device(settings.device)
     similarity = _build_similarity(settings, evaluator, device)
     fixed_normalised, moving_normalised = (normalize_intensity(image, window=foreground_window(image)) for image in (fixed, moving))
@@ -133,7 +133,7 @@ def register_pair(
         parameter = _affine_stage(level, similarity, settings, tracker)
     for index, grid in enumerate(levels):
         level = _Level(grid, fixed_normalised, moving_normalised, fixed_mask, moving_mask, device)
-        parameter = _resample_field(parameter, levels[max(index - 1, 0)].geometry, grid)
+        parameter = resample_displacement(parameter, levels[max(index - 1, 0)].geometry, grid)
         parameter = _dense_stage(level, index, parameter, similarity, settings, tracker)
 
     with torch.no_grad():
@@ -272,7 +272,7 @@ def _regularization_weight(settings: RegistrationSettings) -> float:
     return DEFAULT_REGULARIZATION_WEIGHTS.get(settings.similarity.split("+")[0].strip().lower(), 1.0)
 
 
-def _resample_field(displacement: torch.Tensor, source: Geometry, target: Image) -> torch.Tensor:
+def resample_displacement(displacement: torch.Tensor, source: Geometry, target: Image) -> torch.Tensor:
     """A displacement (mm) on the ``source`` grid resampled onto ``target``'s grid (linear)."""
     if source == target.geometry and tuple(displacement.shape[2:]) == target.shape:
         return displacement
@@ -289,7 +289,10 @@ def _build_similarity(settings: RegistrationSettings, evaluator, device):
     return build_similarity(settings.similarity, **options).to(device)
 
 
-def _check_inputs(fixed: Image, moving: Image, fixed_mask, moving_mask, settings, evaluator) -> None:
+def check_registration_inputs(fixed: Image, moving: Image, fixed_mask, moving_mask, settings, evaluator) -> None:
+    """Raise ImageError, saying what to do, for a pair, masks, settings and evaluator that
+    cannot be registered (different dimensions, no overlap, empty or misplaced masks, IMSE
+    without an evaluator of the images' dimension)."""
     if fixed.dim != moving.dim:
         raise ImageError(f"The fixed image is {fixed.dim}D and the moving image {moving.dim}D: register images of the same dimension.")
     if fixed.is_vector or moving.is_vector:

@@ -54,7 +54,7 @@ from .image import Image, from_tensor, normalize_intensity, resample_to, resampl
 from .models import CARD_SUFFIX, MODEL_SUFFIX, LoadedModel, ModelCard, find_model, list_models, load_checkpoint, save_checkpoint, save_model
 from .networks import LIGHT_CHANNELS, LightUNet, pad_to_multiple
 from .progress import Progress
-from .register import RegistrationResult, RegistrationSettings, _check_inputs, _resample_field, register_pair
+from .register import RegistrationResult, RegistrationSettings, check_registration_inputs, resample_displacement, register_pair
 from .regularization import REGULARIZERS, regularization
 from .similarity import build_similarity
 
@@ -656,7 +656,7 @@ def register_with_network(
 
             name = loaded.card.training.get("evaluator") if loaded is not None else None
             evaluator = Evaluator.load(name, dim=fixed.dim, device=str(torch_device))
-    _check_inputs(fixed, moving, fixed_mask, moving_mask, settings if refine_iterations else RegistrationSettings(), evaluator)
+    check_registration_inputs(fixed, moving, fixed_mask, moving_mask, settings if refine_iterations else RegistrationSettings(), evaluator)
     if network.dim != fixed.dim:
         raise ImageError(f"The registration network is {network.dim}D but the images are {fixed.dim}D; choose a {fixed.dim}D network.")
 
@@ -700,4 +700,4 @@ def _predict(network: RegistrationNetwork, fixed: Image, moving: Image, device: 
     tensors = [to_tensor(normalize_intensity(image, percentiles=network.percentiles), device) for image in (moving_on_grid, working)]
     with torch.no_grad():
         displacement = network(*tensors, working.geometry)
-    return _resample_field(displacement, working.geometry, fixed)
+    return resample_displacement(displacement, working.geometry, fixed)
