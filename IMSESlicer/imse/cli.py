@@ -72,6 +72,9 @@ def _train_evaluator(args: argparse.Namespace) -> None:
         recipe=args.recipe,
         aligned_fraction=args.aligned_fraction,
         remap=args.remap,
+        adversarial_fraction=args.adversarial_fraction,
+        adversarial_steps=args.adversarial_steps,
+        initial_model=args.initial_model,
         validation_every=args.validation_every,
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
@@ -476,6 +479,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--recipe", choices=RECIPES, default="ours", help="pair misalignments (default: %(default)s)")
     train.add_argument("--aligned-fraction", type=float, default=0.25, help="share of aligned pairs, recipe 'ours' (default: %(default)s)")
     train.add_argument("--no-remap", dest="remap", action="store_false", help="no Shuffle Remap: an evaluator for same-modality pairs only")
+    train.add_argument(
+        "--adversarial-fraction",
+        type=float,
+        default=0.0,
+        help="share of batches first warped to fool the network, as a registration optimising it would; it learns their true error (default: %(default)s)",
+    )
+    train.add_argument("--adversarial-steps", type=int, default=8, help="optimisation steps of each such warp (default: %(default)s)")
+    train.add_argument("--initial-model", help="start from this evaluator's weights (name or path): fine-tuning")
     train.add_argument("--validation-every", type=int, default=100, help="(default: %(default)s)")
     train.add_argument("--checkpoint-every", type=int, default=200, help="(default: %(default)s)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last")

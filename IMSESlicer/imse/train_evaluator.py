@@ -13,6 +13,14 @@ Two recipes for the pair's misalignment:
   fraction ``aligned_fraction`` of the pairs and ``s ~ U(0, 1)`` otherwise, so that aligned and
   slightly misaligned pairs are common and the minimum at alignment is sharp.
 
+Registration-produced misalignments (``adversarial_fraction``): an evaluator that only ever saw
+random misalignments ranks them well but is fooled when a registration optimises against it:
+the optimiser finds smooth warps that it rates as aligned (it shrank the ventricles of a
+T2-like slice until they vanished). For that share of the batches, the pair is first warped by
+:class:`RegistrationAttack`, a few Adam steps on a smooth displacement that lower the current
+network's mean ``|E|`` (what a registration does), and the network is then trained on the true
+target of the warped pair.
+
 Runs on one device, or on several processes under ``torchrun`` (DistributedDataParallel with
 NCCL on GPUs, gloo on CPUs); rank 0 writes checkpoints and the model.
 """
@@ -39,7 +47,7 @@ from .errors import Cancelled, ImageError
 from .field import compose
 from .geometry import Geometry
 from .image import Image, normalize_intensity, read_image, resample_to_spacing
-from .models import ModelCard, load_checkpoint, save_checkpoint, save_model
+from .models import ModelCard, find_model, load_checkpoint, load_model, save_checkpoint, save_model
 from .networks import build_network
 from .remap import RemapAugmentation
 from .spatial_augment import apply_displacement, random_spatial_transform
@@ -68,6 +76,9 @@ class EvaluatorTrainingConfig:
     recipe: str = "ours"
     aligned_fraction: float = 0.25
     remap: bool = True  # False: no Shuffle Remap, an evaluator for same-modality pairs only
+    adversarial_fraction: float = 0.0  # share of batches warped by RegistrationAttack first
+    adversarial_steps: int = 8
+    initial_model: str | None = None  # start from this evaluator's weights (name or path)
     validation_pairs: int = 32
     validation_every: int = 100
     checkpoint_every: int = 200
@@ -84,6 +95,10 @@ class EvaluatorTrainingConfig:
             raise ImageError(f"Unknown recipe '{self.recipe}'; choose one of {list(RECIPES)}.")
         if not 0.0 <= self.aligned_fraction <= 1.0:
             raise ImageError("aligned_fraction must lie between 0 and 1.")
+        if not 0.0 <= self.adversarial_fraction <= 1.0:
+            raise ImageError("adversarial_fraction must lie between 0 and 1.")
+        if self.adversarial_steps < 1:
+            raise ImageError(f"adversarial_steps must be at least 1, got {self.adversarial_steps}.")
         self.spacing_mm = self.spacing_mm or (2.0 if self.dim == 2 else 3.0)
         self.patch_size = tuple(self.patch_size or ((96, 96) if self.dim == 2 else (64, 64, 64)))
         if len(self.patch_size) != self.dim:
@@ -163,19 +178,66 @@ def pair_displacements(
     return first, compose(perturbation, first, Geometry.identity(len(shape)))  # T1, then the perturbation
 
 
+@dataclass
+class RegistrationAttack:
+    """Warps one image of training pairs the way a registration that minimises ``network``'s
+    mean ``|E|`` would: ``steps`` Adam steps (``step_voxels`` per step) on a displacement given
+    at control points every ``control_spacing`` voxels (one of them drawn per batch) and
+    interpolated linearly, which keeps it smooth like a regularised registration field. Which
+    channel is warped is drawn per batch: the other-modality image (channel 0, the moving image
+    of a T2 -> T1 registration) or the reference (channel 1, a T1 -> T2 registration)."""
+
+    network: torch.nn.Module
+    steps: int = 8
+    step_voxels: float = 0.5
+    control_spacings: tuple[int, ...] = (2, 4, 8)
+
+    def displacement(self, other: torch.Tensor, reference: torch.Tensor, channel: int, control_spacing: int) -> torch.Tensor:
+        """The displacement (voxels, ``[N, dim, *S]``) of channel ``channel`` (0 or 1) of the
+        pair ``[other, reference]`` (``[N, 1, *S]`` each) that lowers the mean ``|E|``."""
+        shape = tuple(other.shape[2:])
+        coarse_shape = tuple(max(size // control_spacing, 2) for size in shape)
+        coarse = torch.zeros(other.shape[0], len(shape), *coarse_shape, device=other.device, requires_grad=True)
+        optimizer = torch.optim.Adam([coarse], lr=self.step_voxels)
+        mode = "bilinear" if len(shape) == 2 else "trilinear"
+        for _ in range(self.steps):
+            displacement = F.interpolate(coarse, size=shape, mode=mode, align_corners=False)
+            pair = [other, reference]
+            pair[channel] = apply_displacement(pair[channel], displacement)
+            loss = self.network(torch.cat(pair, 1)).abs().mean()
+            (coarse.grad,) = torch.autograd.grad(loss, [coarse])  # no gradients for the weights
+            optimizer.step()
+        return F.interpolate(coarse.detach(), size=shape, mode=mode, align_corners=False)
+
+    def __call__(self, other, first, second, generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``other`` (the remapped ``first``), ``first`` and ``second`` after warping one side
+        of the pair: ``other`` and ``first`` together, or ``second``."""
+        channel = int(torch.randint(2, (1,), generator=generator, device=generator.device))
+        spacing = self.control_spacings[int(torch.randint(len(self.control_spacings), (1,), generator=generator, device=generator.device))]
+        displacement = self.displacement(other, second, channel, spacing)
+        if channel == 0:
+            return apply_displacement(other, displacement), apply_displacement(first, displacement), second
+        return other, first, apply_displacement(second, displacement)
+
+
 def make_training_pair(
     x: torch.Tensor,
     recipe: str,
     aligned_fraction: float,
     remap: RemapAugmentation,
     generator: torch.Generator,
+    attack: RegistrationAttack | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Network input ``[SR(x o T1), x o T2]`` ``[N, 2, *S]`` and target ``(x o T2 - x o T1) / 2``
-    ``[N, 1, *S]`` for a batch ``x`` ``[N, 1, *S]`` in [-1, 1] (see the module docstring)."""
+    ``[N, 1, *S]`` for a batch ``x`` ``[N, 1, *S]`` in [-1, 1] (see the module docstring); with
+    an ``attack``, one side of the pair is warped by it first and the target follows."""
     first, second = pair_displacements(tuple(x.shape[2:]), x.shape[0], recipe, aligned_fraction, generator, x.device)
     x1 = apply_displacement(x, first)
     x2 = apply_displacement(x, second)
-    return torch.cat([remap(x1, generator), x2], 1), (x2 - x1) / 2.0
+    other = remap(x1, generator)
+    if attack is not None:
+        other, x1, x2 = attack(other, x1, x2, generator)
+    return torch.cat([other, x2], 1), (x2 - x1) / 2.0
 
 
 def _no_remap(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -222,11 +284,14 @@ def _train(config, device, rank, world, progress, should_stop) -> Path | None:
     training, validation = _split_held_out(tensors)
 
     network = build_network(config.architecture, config.dim).to(device)
+    if config.initial_model:
+        network.load_state_dict(_initial_weights(config, device))
     model = torch.nn.parallel.DistributedDataParallel(network) if world > 1 else network
     optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate, betas=config.betas)
     generator = torch.Generator(device=device).manual_seed(config.seed * 1000 + rank)
     remap = RemapAugmentation() if config.remap else _no_remap
     sampler = PatchSampler(training, config.patch_size, generator)
+    attack = RegistrationAttack(network, config.adversarial_steps) if config.adversarial_fraction > 0 else None
     validation_set = _validation_set(validation, config, remap, device)
 
     checkpoint = config.out / "checkpoints" / "last"
@@ -254,7 +319,9 @@ def _train(config, device, rank, world, progress, should_stop) -> Path | None:
             break
         if config.max_minutes is not None and time.perf_counter() - started > 60 * config.max_minutes:
             break  # the time budget ends training normally: the model is written
-        inputs, target = make_training_pair(sampler.sample(config.batch_size), config.recipe, config.aligned_fraction, remap, generator)
+        adversarial = attack is not None and float(torch.rand((), generator=generator, device=device)) < config.adversarial_fraction
+        batch = sampler.sample(config.batch_size)
+        inputs, target = make_training_pair(batch, config.recipe, config.aligned_fraction, remap, generator, attack if adversarial else None)
         loss = F.l1_loss(model(inputs), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -295,6 +362,9 @@ def _train(config, device, rank, world, progress, should_stop) -> Path | None:
             "recipe": config.recipe,
             "aligned_fraction": config.aligned_fraction,
             "shuffle_remap": config.remap,
+            "adversarial_fraction": config.adversarial_fraction,
+            "adversarial_steps": config.adversarial_steps,
+            "initial_model": config.initial_model,
             "iterations": step,
             "batch_size": config.batch_size * world,
             "processes": world,
@@ -308,6 +378,17 @@ def _train(config, device, rank, world, progress, should_stop) -> Path | None:
         },
     )
     return save_model(network, card, config.out)
+
+
+def _initial_weights(config: EvaluatorTrainingConfig, device) -> dict[str, torch.Tensor]:
+    """The weights of ``config.initial_model``, checked to fit the configured network."""
+    initial = load_model(find_model(config.initial_model, task="evaluator"), device)
+    if (initial.card.architecture, initial.card.dim) != (config.architecture, config.dim):
+        raise ImageError(
+            f"The initial model '{initial.card.name}' is a {initial.card.dim}D '{initial.card.architecture}' evaluator; "
+            f"this training is {config.dim}D '{config.architecture}': choose a matching model or architecture."
+        )
+    return initial.network.state_dict()
 
 
 def _split_held_out(volumes: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

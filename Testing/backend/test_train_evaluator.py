@@ -1,5 +1,6 @@
-"""Evaluator training: pair recipes, a short run that lowers the loss, checkpoints and resume,
-the model card, and two-process DistributedDataParallel on the CPU (gloo)."""
+"""Evaluator training: pair recipes, registration-produced misalignments, a short run that
+lowers the loss, fine-tuning from a model, checkpoints and resume, the model card, and
+two-process DistributedDataParallel on the CPU (gloo)."""
 
 import json
 import os
@@ -13,7 +14,8 @@ from safetensors.torch import load_file
 from imse.errors import Cancelled, ImageError
 from imse.remap import RemapAugmentation
 from imse.spatial_augment import apply_displacement
-from imse.train_evaluator import EvaluatorTrainingConfig, make_training_pair, pair_displacements, train_evaluator
+from imse.evaluator import Evaluator
+from imse.train_evaluator import EvaluatorTrainingConfig, RegistrationAttack, make_training_pair, pair_displacements, train_evaluator
 
 TINY = dict(dim=2, patch_size=(32, 32), batch_size=4, validation_pairs=8, validation_every=10, learning_rate=1e-3)
 
@@ -38,6 +40,53 @@ def test_training_pair_target_is_half_the_difference():
     x1, x2 = apply_displacement(x, first), apply_displacement(x, second)
     assert torch.allclose(inputs[:, 1:], x2) and torch.allclose(target, (x2 - x1) / 2)
     assert not torch.allclose(inputs[:, :1], x1)  # channel 0 is remapped
+
+
+def _shipped_network() -> torch.nn.Module:
+    """The shipped 2D evaluator (an untrained network outputs zeros: nothing to attack)."""
+    return Evaluator.load("mni-t1-light-2d", dim=2).network
+
+
+def _smooth_batch(count: int, size: int = 32) -> torch.Tensor:
+    """Blobs in [-1, 1]: images whose misalignment a network's output can react to."""
+    generator = torch.Generator().manual_seed(3)
+    coarse = torch.rand(count, 1, 4, 4, generator=generator) * 2 - 1
+    return torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False).clamp(-1, 1)
+
+
+@pytest.mark.parametrize("channel", [0, 1])
+def test_registration_attack_warps_one_side_smoothly_and_lowers_the_networks_error(channel):
+    network = _shipped_network()
+    x = _smooth_batch(4)
+    other, reference = -x, torch.roll(x, 2, dims=-1)  # a negated image and a shifted one
+    attack = RegistrationAttack(network, steps=6, step_voxels=0.5)
+    displacement = attack.displacement(other, reference, channel, control_spacing=8)
+    pair = [other, reference]
+    before = network(torch.cat(pair, 1)).abs().mean()
+    pair[channel] = apply_displacement(pair[channel], displacement)
+    after = network(torch.cat(pair, 1)).abs().mean()
+    assert after < before
+    assert 0.1 < displacement.abs().max() < 6 * 0.5 + 1e-4  # it moved, by at most steps x step
+    roughness = (displacement[..., 1:] - displacement[..., :-1]).abs().max()
+    assert roughness < displacement.abs().max() / 4  # interpolated from control points 8 voxels apart
+
+
+def test_attacked_pairs_keep_the_true_target_of_whichever_side_moved():
+    network = _shipped_network()
+    x = _smooth_batch(2)
+    for seed in range(6):  # both channels are drawn among these seeds
+        generator = torch.Generator().manual_seed(seed)
+        plain_inputs, plain_target = make_training_pair(x, "ours", 0.0, _negate, torch.Generator().manual_seed(seed))
+        inputs, target = make_training_pair(x, "ours", 0.0, _negate, generator, RegistrationAttack(network, steps=3))
+        other_moved = not torch.allclose(inputs[:, :1], plain_inputs[:, :1])
+        reference_moved = not torch.allclose(inputs[:, 1:], plain_inputs[:, 1:])
+        assert other_moved != reference_moved  # exactly one side was warped
+        # the target stays (x o T2 - x o T1) / 2 of the warped pair: here channel 0 is -x o T1
+        assert torch.allclose(target, (inputs[:, 1:] + inputs[:, :1]) / 2, atol=1e-5)
+
+
+def _negate(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return -x
 
 
 def test_short_training_lowers_the_validation_loss_and_writes_a_full_card(tmp_path):
@@ -71,11 +120,29 @@ def test_resume_continues_exactly_where_training_stopped(tmp_path):
         train_evaluator(EvaluatorTrainingConfig(out=tmp_path / "none", iterations=2, resume=True, **TINY))
 
 
+def test_fine_tuning_starts_from_the_initial_model_and_records_the_adversarial_settings(tmp_path):
+    first = train_evaluator(EvaluatorTrainingConfig(out=tmp_path / "first", name="first", iterations=6, **TINY))
+    tuned = train_evaluator(
+        EvaluatorTrainingConfig(
+            out=tmp_path / "tuned", name="tuned", iterations=4, initial_model=str(first), adversarial_fraction=1.0, adversarial_steps=2, **TINY
+        )
+    )
+    first_card = json.loads(first.with_suffix(".json").read_text())["training"]
+    training = json.loads(tuned.with_suffix(".json").read_text())["training"]
+    # the same validation pairs: the tuned run's starting loss is the first model's final loss
+    assert training["history"][0]["validation_l1"] == pytest.approx(first_card["history"][-1]["validation_l1"], rel=1e-5)
+    assert training["initial_model"] == str(first) and training["adversarial_fraction"] == 1.0 and training["adversarial_steps"] == 2
+    with pytest.raises(ImageError, match="2D 'light' evaluator; this training is 3D"):
+        train_evaluator(EvaluatorTrainingConfig(out=tmp_path / "bad", dim=3, patch_size=(16, 16, 16), initial_model=str(first), iterations=1))
+
+
 def test_bad_training_settings_are_refused(tmp_path):
     with pytest.raises(ImageError, match="recipe"):
         EvaluatorTrainingConfig(out=tmp_path, recipe="magic")
     with pytest.raises(ImageError, match="patch_size needs 3"):
         EvaluatorTrainingConfig(out=tmp_path, dim=3, patch_size=(32, 32))
+    with pytest.raises(ImageError, match="adversarial_fraction"):
+        EvaluatorTrainingConfig(out=tmp_path, adversarial_fraction=1.5)
 
 
 def test_two_process_distributed_training_on_cpu(tmp_path):
