@@ -53,7 +53,9 @@ def elastix(fixed: Image, moving: Image, preset: str = "bspline", threads: int =
     (``preset``: ``bspline``, ``affine``, ``rigid`` or ``translation``), using ``threads``
     threads. The default B-spline map: 4 resolutions, a 10 mm final control-point grid,
     AdvancedMattesMutualInformation plus a bending-energy penalty, 256 iterations of adaptive
-    stochastic gradient descent per resolution."""
+    stochastic gradient descent per resolution. Keep ``threads`` at 1: itk-elastix 0.25.4
+    crashes the process (segmentation fault) with more on our 2D B-spline pairs, a known
+    defect (InsightSoftwareConsortium/ITKElastix issues 160 and 295)."""
     if not elastix_available():
         raise ImageError("elastix is not installed; install the benchmark extras: pip install 'imse[bench]'.")
     import itk

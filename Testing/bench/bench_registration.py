@@ -265,7 +265,10 @@ def markdown(summary: dict, missing: dict[int, dict[str, str]], counts: dict[tup
 def run(out: Path, dims: tuple[int, ...] = (2, 3), pairs_per_kind: int | None = None) -> str:
     """Run the benchmark for ``dims``; write results.md, pairs.csv and summary.csv under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    threads = torch.get_num_threads()
+    # One thread for every method: elastix (itk-elastix 0.25.4) segfaults with more on these
+    # pairs (InsightSoftwareConsortium/ITKElastix issues 160 and 295).
+    torch.set_num_threads(1)
+    threads = 1
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, CUDA: {torch.cuda.is_available()}"
     rows, missing = [], {}
     for dim in dims:
