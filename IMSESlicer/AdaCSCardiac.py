@@ -44,7 +44,6 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from IMSESlicerLib import panel
-from IMSESlicerLib.resources import resource_path
 
 DEVICES = ("auto", "cuda", "cpu")
 #: Maps made per frame: the AdaCS score and the strains; the key is also the panel's "Show" choice.
@@ -110,10 +109,7 @@ class AdaCSCardiacWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWidget,
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(resource_path("UI/AdaCSCardiac.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.loadPanelUI("AdaCSCardiac")
         self.logic = AdaCSCardiacLogic()
         self.controller = panel.RunController(self.ui.applyButton, self.ui.progressBar, self.ui.statusLabel, self.ui.logText)
         self.observeSceneClose()

@@ -28,7 +28,6 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from IMSESlicerLib import panel
-from IMSESlicerLib.resources import resource_path
 
 DEVICES = ("auto", "cuda", "cpu")
 LIVE_DELAY_MILLISECONDS = 500
@@ -81,10 +80,7 @@ class IMSEQualityWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWidget, 
         import qt
 
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(resource_path("UI/IMSEQuality.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.loadPanelUI("IMSEQuality")
         self.logic = IMSEQualityLogic()
         self.liveTimer = qt.QTimer()
         self.liveTimer.singleShot = True

@@ -26,7 +26,6 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from IMSESlicerLib import panel
-from IMSESlicerLib.resources import resource_path
 
 #: What the panel offers -> the backend's similarity name (AdaCS runs `imse adacs register`).
 SIMILARITIES = {"MIND": "mind", "IMSE": "imse", "MIND + IMSE": "mind+imse", "AdaCS": "adacs", "MI": "mi", "NCC": "ncc", "MSE": "mse"}
@@ -83,10 +82,7 @@ class IMSERegistrationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWid
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(resource_path("UI/IMSERegistration.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.loadPanelUI("IMSERegistration")
         self.logic = IMSERegistrationLogic()
         self.controller = panel.RunController(self.ui.applyButton, self.ui.progressBar, self.ui.statusLabel, self.ui.logText)
         self.observeSceneClose()

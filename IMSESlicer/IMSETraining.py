@@ -37,7 +37,6 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from IMSESlicerLib import panel
-from IMSESlicerLib.resources import resource_path
 
 DEVICES = ("auto", "cuda", "cpu")
 TASKS = ("evaluator", "registration", "adacs")
@@ -100,10 +99,7 @@ class IMSETrainingWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWidget,
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(resource_path("UI/IMSETraining.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.loadPanelUI("IMSETraining")
         self.logic = IMSETrainingLogic()
         self.controller = panel.RunController(self.ui.applyButton, self.ui.progressBar, self.ui.statusLabel, self.ui.logText)
         self.observeSceneClose()

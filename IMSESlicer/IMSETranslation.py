@@ -31,7 +31,6 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from IMSESlicerLib import panel
-from IMSESlicerLib.resources import resource_path
 
 DEVICES = ("auto", "cuda", "cpu")
 #: ``imse translate --truth`` metrics key -> row label in the table.
@@ -79,10 +78,7 @@ class IMSETranslationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWidg
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(resource_path("UI/IMSETranslation.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.loadPanelUI("IMSETranslation")
         self.logic = IMSETranslationLogic()
         self.controller = panel.RunController(self.ui.applyButton, self.ui.progressBar, self.ui.statusLabel, self.ui.logText)
         self.observeSceneClose()

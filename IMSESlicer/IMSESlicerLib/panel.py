@@ -192,6 +192,18 @@ class ParameterNodePanel:
     _parameterNodeGuiTag = None
     controller: RunController | None = None
 
+    def loadPanelUI(self, name: str) -> None:
+        """Load ``Resources/UI/<name>.ui`` into the panel and its named children into
+        ``self.ui``; the MRML widgets in it get the scene."""
+        import slicer
+
+        from .resources import resource_path
+
+        uiWidget = slicer.util.loadUI(resource_path(f"UI/{name}.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+
     def observeSceneClose(self) -> None:
         import slicer
 
