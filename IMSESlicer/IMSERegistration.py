@@ -1,8 +1,8 @@
 """IMSE Registration: register a moving volume onto a fixed one, whatever their modalities.
 
-Per-pair optimisation with the IMSE evaluator, MIND, MIND + IMSE, MI, NCC or MSE as the similarity (or
-AdaCS correspondence scoring for 2D frames), or one-shot prediction by a trained
-registration network. The work runs in a background process (``imse register``); the
+Per-pair optimisation with the IMSE evaluator, MIND, MIND + IMSE, MI, NCC or MSE as the
+similarity (or AdaCS correspondence scoring for 2D frames), or one-shot prediction by a
+trained registration network. The work runs in a background process (``imse register``); the
 outputs are a displacement-field transform (from parent), the warped volume, the Jacobian
 map, IMSE error maps before and after, a metrics table and the loss curve.
 """
@@ -51,7 +51,8 @@ class IMSERegistration(ScriptedLoadableModule):
 @parameterNodeWrapper
 class IMSERegistrationParameterNode:
     """Inputs (fixed/moving volumes, optional label-map masks), options (similarity; reference:
-    which volume is in the evaluator's trained modality, for IMSE; mode optimisation/network, levels, iterations, regularisation weight with 0 meaning the
+    which volume is in the evaluator's trained modality, for the IMSE choices; mode
+    optimisation/network, levels, iterations, regularisation weight with 0 meaning the
     similarity's default, diffeomorphic, affine, device, model) and outputs (transform, warped
     volume; new nodes when empty)."""
 

@@ -269,7 +269,9 @@ def _regularization_weight(settings: RegistrationSettings) -> float:
     """The set weight, else the default of the similarity (of its first term, when combined)."""
     if settings.regularization_weight is not None:
         return settings.regularization_weight
-    return DEFAULT_REGULARIZATION_WEIGHTS.get(settings.similarity.split("+")[0].strip().lower(), 1.0)
+    from .similarity import similarity_terms
+
+    return DEFAULT_REGULARIZATION_WEIGHTS.get(similarity_terms(settings.similarity)[0], 1.0)
 
 
 def resample_displacement(displacement: torch.Tensor, source: Geometry, target: Image) -> torch.Tensor:

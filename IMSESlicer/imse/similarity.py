@@ -30,6 +30,8 @@ name       modalities                     value at perfect alignment
 ``mind``   any (local structure)          0
 ``imse``   any (learned evaluator)        0 for a perfect evaluator
 =========  =============================  ===============================================
+
+Names joined by ``+`` (``mind+imse``) give their weighted sum (:class:`WeightedSum`).
 """
 
 from __future__ import annotations
