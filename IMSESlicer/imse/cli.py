@@ -412,12 +412,12 @@ def _strain(args: argparse.Namespace) -> None:
 
 def _optional_evaluator(args: argparse.Namespace, dim: int, required: bool):
     """The evaluator for error maps (and the imse similarity): the one named by ``--model``
-    (which must load), else the installed default, else None when none is required."""
-    from .evaluator import installed_evaluator
+    (which must load), else the installed default (for a 3D pair with no 3D evaluator, the 2D
+    one slice by slice), else None when none is required."""
+    from .models import list_models
 
-    if args.model or required:
-        return _load_evaluator(args, dim)
-    return installed_evaluator(dim, str(resolve_device(args.device)))
+    installed = list_models(task="evaluator", dim=dim) or (dim == 3 and list_models(task="evaluator", dim=2))
+    return _load_evaluator(args, dim, slicewise=True) if args.model or required or installed else None
 
 
 def _models(args: argparse.Namespace) -> None:

@@ -23,7 +23,7 @@ from .errors import ImageError
 from .image import Image, from_tensor, grid_with_spacing, intensity_window, normalize_intensity, resample_to, to_tensor
 from .metrics import summarize
 from .models import LoadedModel, find_model, list_models, load_model
-from .networks import pad_to_multiple, size_multiple
+from .networks import network_dimension, pad_to_multiple, size_multiple
 
 #: The shipped evaluators used when none is named (see Resources/Models).
 DEFAULT_EVALUATORS = {2: "mni-t1-light-2d", 3: "mni-t1-light-3d"}
@@ -31,12 +31,18 @@ DEFAULT_EVALUATORS = {2: "mni-t1-light-2d", 3: "mni-t1-light-3d"}
 
 def predict(network: torch.nn.Module, other: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Signed evaluator output ``E([other, reference])``, ``[N, 1, *spatial]``, for inputs
-    ``[N, 1, *spatial]`` normalised to [-1, 1] (padded internally to the network's multiple)."""
+    ``[N, 1, *spatial]`` normalised to [-1, 1] (padded internally to the network's multiple).
+    A 2D network given volumes ``[N, 1, D, H, W]`` sees their ``D`` slices ``[H, W]`` as a batch."""
     if other.shape != reference.shape:
         raise ImageError(
             f"The two images must be on the same grid; got shapes {tuple(other.shape)} and "
             f"{tuple(reference.shape)}. Resample one onto the other first."
         )
+    if other.dim() == 5 and network_dimension(network) == 2:
+        batch, depth = other.shape[0], other.shape[2]
+        as_slices = lambda volume: volume.transpose(1, 2).reshape(batch * depth, 1, *volume.shape[3:])  # noqa: E731
+        slices = predict(network, as_slices(other), as_slices(reference))
+        return slices.reshape(batch, depth, 1, *slices.shape[2:]).transpose(1, 2)
     padded, crop = pad_to_multiple(torch.cat([other, reference], 1), size_multiple(network))
     return network(padded)[crop]
 

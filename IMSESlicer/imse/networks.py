@@ -154,6 +154,20 @@ def build_network(architecture: str, dim: int, in_channels: int = 2, out_channel
     raise ImageError(f"Unknown architecture '{architecture}'; choose one of {list(ARCHITECTURES)}.")
 
 
+def network_dimension(network: nn.Module) -> int | None:
+    """The spatial dimension a network works in: its ``dim`` attribute, else that of its first
+    convolution; ``None`` when neither tells."""
+    dim = getattr(network, "dim", None)
+    if isinstance(dim, int):
+        return dim
+    for module in network.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            return 2
+        if isinstance(module, (nn.Conv3d, nn.ConvTranspose3d)):
+            return 3
+    return None
+
+
 def size_multiple(network: nn.Module) -> int:
     """The factor every spatial size must be divisible by (4 for the paper's two stride-2 levels)."""
     return getattr(network, "size_multiple", 4)

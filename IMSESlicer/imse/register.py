@@ -314,7 +314,7 @@ def check_registration_inputs(fixed: Image, moving: Image, fixed_mask, moving_ma
     if settings.uses_evaluator:
         if evaluator is None:
             raise ImageError("The 'imse' similarity needs an evaluator model (see 'imse models').")
-        if evaluator.card.dim != fixed.dim:
+        if evaluator.card.dim != fixed.dim and (evaluator.card.dim, fixed.dim) != (2, 3):  # 2D on 3D: slice by slice
             raise ImageError(
                 f"The evaluator '{evaluator.card.name}' is {evaluator.card.dim}D but the images are {fixed.dim}D; "
                 f"choose a {fixed.dim}D evaluator."

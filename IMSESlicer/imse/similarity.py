@@ -46,6 +46,7 @@ import torch.nn.functional as F
 
 from .errors import ImageError
 from .filters import separable_filter
+from .networks import network_dimension
 
 REDUCTIONS = ("mean", "sum", "none")
 KERNELS = ("box", "gaussian")
@@ -508,20 +509,6 @@ def mind_ssc(
 # --------------------------------------------------------------------------------------------
 
 
-def _network_dim(network: nn.Module) -> int | None:
-    """The spatial dimension a network works in: its ``dim`` attribute, else that of its first
-    convolution; ``None`` when neither tells."""
-    dim = getattr(network, "dim", None)
-    if isinstance(dim, int):
-        return dim
-    for module in network.modules():
-        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-            return 2
-        if isinstance(module, (nn.Conv3d, nn.ConvTranspose3d)):
-            return 3
-    return None
-
-
 def imse(
     fixed: torch.Tensor,
     moving: torch.Tensor,
@@ -538,7 +525,8 @@ def imse(
     ``reference`` says which image is in the evaluator's trained modality and goes in channel 1:
     ``"fixed"`` (channel order ``[moving, fixed]``) or ``"moving"`` (``[fixed, moving]``).
     ``both_orders`` averages ``|E|`` over the two channel orders, for evaluators trained on both
-    modalities. Both images must already be normalised to [-1, 1]
+    modalities. A 2D evaluator compares 3D images slice by slice along their first spatial
+    axis. Both images must already be normalised to [-1, 1]
     (:func:`imse.image.normalize_intensity`), as in training. The network sees the whole images
     (its receptive field crosses a mask's border); the mask weights ``|E|``. Gradients flow to
     both images; put the network in ``eval()`` mode and freeze it
@@ -553,8 +541,8 @@ def imse(
     _check_choice(reference, REFERENCES, "reference")
     if not isinstance(network, nn.Module):
         raise ImageError(f"The imse similarity needs an evaluator network (a torch Module), got {type(network).__name__}.")
-    network_dim = _network_dim(network)
-    if network_dim is not None and network_dim != dim:
+    network_dim = network_dimension(network)
+    if network_dim is not None and network_dim != dim and (network_dim, dim) != (2, 3):
         raise ImageError(f"The evaluator network is {network_dim}D but the images are {dim}D; use a {dim}D evaluator.")
     for name, image in (("fixed", fixed), ("moving", moving)):
         if bool((image.detach().abs() > 1.0 + IMSE_RANGE_TOLERANCE).any()):

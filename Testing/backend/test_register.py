@@ -190,3 +190,16 @@ def test_command_line_combined_similarity_puts_the_t1_in_the_evaluators_referenc
     assert brain_endpoint_error(read_image(out / "displacement_mm.nii.gz"), pair) < brain_endpoint_error(
         pair.displacement.with_array(np.zeros_like(pair.displacement.array)), pair
     )
+
+
+def test_a_volume_registers_with_the_2d_evaluator_slice_by_slice():
+    """No 3D evaluator ships: IMSE registers volumes with the 2D one on their axial slices."""
+    from imse.evaluator import Evaluator
+
+    evaluator = Evaluator.load("mni-t1-light-2d", dim=2)
+    pair = make_pair(dim=3, moving_contrast="t2", spacing_mm=6.0, max_displacement_mm=8.0, seed=14)
+    settings = RegistrationSettings(similarity="imse", levels=1, iterations=15, device="cpu")
+    result = register_pair(pair.fixed, pair.moving, settings, evaluator=evaluator)
+    curve = [entry["similarity"] for entry in result.loss_curve]
+    assert curve[-1] < 0.8 * curve[0]  # mean |E| over the slices fell
+    assert result.displacement.geometry == pair.fixed.geometry

@@ -281,6 +281,18 @@ def test_imse_gradient_points_back_and_network_stays_frozen(images_2d):
     assert after < before - 0.3
 
 
+def test_a_2d_evaluator_compares_volumes_slice_by_slice(images_3d):
+    """Each slice along the first spatial axis goes through the 2D network on its own: the map
+    equals the slices' maps stacked, and the loss their mean."""
+    from imse.evaluator import predict
+
+    network = torch.nn.Sequential(torch.nn.Conv2d(2, 1, 3, padding=1), torch.nn.Tanh())  # sees its neighbours in-plane
+    fixed, moving = images_3d["t1"], translate(images_3d["t2"], (1.0, 0.0, 2.0)).clamp(-1, 1)
+    stacked = torch.stack([predict(network, moving[:, :, k], fixed[:, :, k]) for k in range(fixed.shape[2])], dim=2)
+    torch.testing.assert_close(predict(network, moving, fixed), stacked)
+    assert sim.imse(fixed, moving, network).item() == pytest.approx(stacked.abs().mean().item(), rel=1e-6)
+
+
 def test_imse_checks_its_inputs(images_2d):
     t1 = images_2d["t1"]
     network = toy_evaluator(2)
