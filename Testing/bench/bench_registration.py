@@ -10,16 +10,17 @@ slices).
 
 Rows: Initial (no registration), our optimisation with NCC, MI, MIND and IMSE (the shipped
 evaluator), the extra row MIND + IMSE (their sum: the combined loss the issue allows beside,
-never instead of, IMSE alone), IMSE (network) with the installed 2D model trained with the IMSE loss, and the peers a user would
-pick instead, when installed: elastix (itk-elastix, its default B-spline map with
-AdvancedMattesMutualInformation) and ANTs SyN (antspyx, Mattes MI). Every method's result is a
-displacement in mm on the fixed grid (ITK convention) and is scored identically: Dice of GM and
-WM after warping the moving labels (nearest neighbour), HD95 (mean of GM and WM, mm), mean
-end-point error against the true field, % of det J <= 0 and mean |grad u| (all three inside the
-fixed brain), the shipped evaluator's mean |E| after registration (in the brain; a low |E| with a
-high EPE means the evaluator was fooled), and wall seconds (same thread count for every method; one-off library loading
-excluded by a warm-up). Seconds are wall time; CPU seconds (this process, all its threads)
-tell the cost when other jobs share the cores.
+never instead of, IMSE alone), IMSE (network) with the installed 2D model trained with the IMSE
+loss, and the peers a user would pick instead, when installed: elastix (itk-elastix, its
+default B-spline map with AdvancedMattesMutualInformation) and ANTs SyN (antspyx, Mattes MI).
+Every method's result is a displacement in mm on the fixed grid (ITK convention) and is scored
+identically: Dice of GM and WM after warping the moving labels (nearest neighbour), HD95 (mean
+of GM and WM, mm), mean end-point error against the true field, % of det J <= 0 and mean
+|grad u| (all three inside the fixed brain), the shipped evaluator's mean |E| after registration (in
+the brain; a low |E| with a high EPE means the evaluator was fooled), and wall seconds (same
+thread count for every method; one-off library loading excluded by a warm-up). Seconds are wall
+time; CPU seconds (this process, all its threads) tell the cost when other jobs share the
+cores.
 
 Run alone: ``python Testing/bench/bench_registration.py --out bench-output/registration``.
 """
@@ -134,7 +135,8 @@ def network_method(dim: int) -> Method | str:
 
 def methods(dim: int, threads: int, evaluator) -> dict[str, Method | str]:
     """Every row's method (in :data:`METHOD_NAMES` order, without Initial and the true field),
-    or the reason it has no figures; ``evaluator``: the installed one of this dimension or None."""
+    or the reason it has no figures; ``evaluator``: the installed one (in 3D, the 2D one when no
+    3D evaluator is installed) or None."""
     rows: dict[str, Method | str] = {name: our_method(name, dim, evaluator) for name in OURS}
     if evaluator is None:
         rows["imse"] = rows["mind+imse"] = f"no {dim}D evaluator installed"
