@@ -109,13 +109,7 @@ class AdaCSCardiacWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWidget,
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-        self.loadPanelUI("AdaCSCardiac")
-        self.logic = AdaCSCardiacLogic()
-        self.controller = panel.RunController(self.ui.applyButton, self.ui.progressBar, self.ui.statusLabel, self.ui.logText)
-        self.observeSceneClose()
-        self.ui.applyButton.clicked.connect(self.onApplyButton)
-        self.ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
-        self.ui.deviceInfoLabel.text = panel.device_description()
+        self.setupPanel("AdaCSCardiac", AdaCSCardiacLogic())
         self.initializeParameterNode()
 
     def enter(self) -> None:
@@ -149,19 +143,9 @@ class AdaCSCardiacWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWidget,
         )
         self._showResult()
 
-    def onModelChanged(self, index) -> None:
-        if self._parameterNode:
-            self._parameterNode.model = self.ui.modelComboBox.itemData(index) or ""
-
     def onApplyButton(self) -> None:
-        if self.controller.running:
-            self.controller.cancel()
-            return
-        if not panel.backend_ready():
-            return
-        with slicer.util.tryWithErrorDisplay(_("Could not start the AdaCS run."), waitCursor=True):
-            run = self.logic.run(**{name: getattr(self._parameterNode, name) for name in RUN_SETTINGS})
-            self.controller.start(run, self.onRunDone)
+        settings = lambda: {name: getattr(self._parameterNode, name) for name in RUN_SETTINGS}  # noqa: E731
+        self.startOrCancel(_("Could not start the AdaCS run."), lambda: self.logic.run(**settings()), self.onRunDone)
 
     def onRunDone(self, run) -> None:
         self._onParameterNodeModified()

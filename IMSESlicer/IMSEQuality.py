@@ -80,16 +80,11 @@ class IMSEQualityWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWidget, 
         import qt
 
         ScriptedLoadableModuleWidget.setup(self)
-        self.loadPanelUI("IMSEQuality")
-        self.logic = IMSEQualityLogic()
+        self.setupPanel("IMSEQuality", IMSEQualityLogic(), runsJobs=False)
         self.liveTimer = qt.QTimer()
         self.liveTimer.singleShot = True
         self.liveTimer.interval = LIVE_DELAY_MILLISECONDS
         self.liveTimer.timeout.connect(self.onLiveUpdate)
-        self.observeSceneClose()
-        self.ui.applyButton.clicked.connect(self.onApplyButton)
-        self.ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
-        self.ui.deviceInfoLabel.text = panel.device_description()
         self.initializeParameterNode()
 
     def enter(self) -> None:
@@ -112,10 +107,6 @@ class IMSEQualityWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWidget, 
             else _("Choose a fixed and a moving volume first.")
         )
         self._observeMovingTransform()
-
-    def onModelChanged(self, index) -> None:
-        if self._parameterNode:
-            self._parameterNode.model = self.ui.modelComboBox.itemData(index) or ""
 
     def _observeMovingTransform(self) -> None:
         """Watch the moving volume's transform while live update is on."""

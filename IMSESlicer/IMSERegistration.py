@@ -83,13 +83,7 @@ class IMSERegistrationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWid
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-        self.loadPanelUI("IMSERegistration")
-        self.logic = IMSERegistrationLogic()
-        self.controller = panel.RunController(self.ui.applyButton, self.ui.progressBar, self.ui.statusLabel, self.ui.logText)
-        self.observeSceneClose()
-        self.ui.applyButton.clicked.connect(self.onApplyButton)
-        self.ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
-        self.ui.deviceInfoLabel.text = panel.device_description()
+        self.setupPanel("IMSERegistration", IMSERegistrationLogic())
         self.initializeParameterNode()
 
     def enter(self) -> None:
@@ -110,19 +104,8 @@ class IMSERegistrationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWid
                 else _("Choose a fixed and a moving volume (and, in network mode, a registration network).")
             )
 
-    def onModelChanged(self, index) -> None:
-        if self._parameterNode:
-            self._parameterNode.model = self.ui.modelComboBox.itemData(index) or ""
-
     def onApplyButton(self) -> None:
-        if self.controller.running:
-            self.controller.cancel()
-            return
-        if not panel.backend_ready():
-            return
-        with slicer.util.tryWithErrorDisplay(_("Could not start the registration."), waitCursor=True):
-            run = self.logic.registrationRun(self._parameterNode)
-            self.controller.start(run, self.onRunDone)
+        self.startOrCancel(_("Could not start the registration."), lambda: self.logic.registrationRun(self._parameterNode), self.onRunDone)
 
     def onRunDone(self, run) -> None:
         if run.result is not None:

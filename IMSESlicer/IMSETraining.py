@@ -99,13 +99,8 @@ class IMSETrainingWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWidget,
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-        self.loadPanelUI("IMSETraining")
-        self.logic = IMSETrainingLogic()
-        self.controller = panel.RunController(self.ui.applyButton, self.ui.progressBar, self.ui.statusLabel, self.ui.logText)
-        self.observeSceneClose()
-        self.ui.applyButton.clicked.connect(self.onApplyButton)
+        self.setupPanel("IMSETraining", IMSETrainingLogic())
         self.ui.evaluatorComboBox.currentIndexChanged.connect(self.onEvaluatorChanged)
-        self.ui.deviceInfoLabel.text = panel.device_description()
         self.initializeParameterNode()
 
     def enter(self) -> None:
@@ -149,16 +144,14 @@ class IMSETrainingWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWidget,
             self._parameterNode.evaluator = self.ui.evaluatorComboBox.itemData(index) or ""
 
     def onApplyButton(self) -> None:
-        if self.controller.running:
-            self.controller.cancel()
-            return
-        if not panel.backend_ready():
-            return
-        with slicer.util.tryWithErrorDisplay(_("Could not start the training."), waitCursor=True):
-            run = self.logic.trainingRun(self._parameterNode, self.ui.trainingVolumesComboBox.checkedNodes())
-            self.ui.resultTable.clear()
-            self.ui.resultTable.rowCount = 0
-            self.controller.start(run, self.onTrainingDone)
+        self.startOrCancel(_("Could not start the training."), self._newTrainingRun, self.onTrainingDone)
+
+    def _newTrainingRun(self):
+        """The training run of the panel's settings; the last run's results are cleared."""
+        run = self.logic.trainingRun(self._parameterNode, self.ui.trainingVolumesComboBox.checkedNodes())
+        self.ui.resultTable.clear()
+        self.ui.resultTable.rowCount = 0
+        return run
 
     def onTrainingDone(self, run) -> None:
         if run.result is not None:

@@ -78,13 +78,7 @@ class IMSETranslationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWidg
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-        self.loadPanelUI("IMSETranslation")
-        self.logic = IMSETranslationLogic()
-        self.controller = panel.RunController(self.ui.applyButton, self.ui.progressBar, self.ui.statusLabel, self.ui.logText)
-        self.observeSceneClose()
-        self.ui.applyButton.clicked.connect(self.onApplyButton)
-        self.ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
-        self.ui.deviceInfoLabel.text = panel.device_description()
+        self.setupPanel("IMSETranslation", IMSETranslationLogic())
         self.initializeParameterNode()
 
     def enter(self) -> None:
@@ -102,18 +96,8 @@ class IMSETranslationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWidg
                 else _("Choose a source and a reference volume first.")
             )
 
-    def onModelChanged(self, index) -> None:
-        if self._parameterNode:
-            self._parameterNode.model = self.ui.modelComboBox.itemData(index) or ""
-
     def onApplyButton(self) -> None:
-        if self.controller.running:
-            self.controller.cancel()
-            return
-        if not panel.backend_ready():
-            return
-        with slicer.util.tryWithErrorDisplay(_("Could not start the translation."), waitCursor=True):
-            self.controller.start(self.logic.translationRun(self._parameterNode), self.onRunDone)
+        self.startOrCancel(_("Could not start the translation."), lambda: self.logic.translationRun(self._parameterNode), self.onRunDone)
 
     def onRunDone(self, run) -> None:
         if run.result is not None:

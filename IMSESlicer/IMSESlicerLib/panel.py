@@ -192,9 +192,12 @@ class ParameterNodePanel:
     _parameterNodeGuiTag = None
     controller: RunController | None = None
 
-    def loadPanelUI(self, name: str) -> None:
-        """Load ``Resources/UI/<name>.ui`` into the panel and its named children into
-        ``self.ui``; the MRML widgets in it get the scene."""
+    def setupPanel(self, name: str, logic, runsJobs: bool = True) -> None:
+        """What every panel's ``setup`` does first: load ``Resources/UI/<name>.ui`` into the
+        panel and its named children into ``self.ui`` (the MRML widgets get the scene), keep
+        ``logic``, give Apply (and, with ``runsJobs``, a background job's progress bar, status
+        and log) to the panel, follow the scene's closing, show the device, and connect the
+        model menu when there is one. The panel then calls ``initializeParameterNode()``."""
         import slicer
 
         from .resources import resource_path
@@ -203,6 +206,33 @@ class ParameterNodePanel:
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = logic
+        if runsJobs:
+            self.controller = RunController(self.ui.applyButton, self.ui.progressBar, self.ui.statusLabel, self.ui.logText)
+        self.observeSceneClose()
+        self.ui.applyButton.clicked.connect(self.onApplyButton)
+        if hasattr(self.ui, "modelComboBox"):
+            self.ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
+        self.ui.deviceInfoLabel.text = device_description()
+
+    def onModelChanged(self, index) -> None:
+        """The model menu's choice (its item data: the model's name) into the parameter node."""
+        if self._parameterNode:
+            self._parameterNode.model = self.ui.modelComboBox.itemData(index) or ""
+
+    def startOrCancel(self, failure: str, makeRun: Callable, onDone: Callable) -> None:
+        """Apply's action for a panel that runs jobs: cancel the running job, or (once the
+        backend is ready) start the run that ``makeRun()`` returns, showing ``failure`` and
+        the error if that fails; ``onDone(run)`` is called when it ends."""
+        import slicer
+
+        if self.controller.running:
+            self.controller.cancel()
+            return
+        if not backend_ready():
+            return
+        with slicer.util.tryWithErrorDisplay(failure, waitCursor=True):
+            self.controller.start(makeRun(), onDone)
 
     def observeSceneClose(self) -> None:
         import slicer
