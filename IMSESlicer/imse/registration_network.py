@@ -33,8 +33,6 @@ Reference: Kong et al., "Indescribable Multi-modal Spatial Evaluator", CVPR 2023
 from __future__ import annotations
 
 import math
-import shlex
-import sys
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -57,6 +55,7 @@ from .progress import Progress
 from .register import RegistrationResult, RegistrationSettings, check_registration_inputs, resample_displacement, register_pair
 from .regularization import REGULARIZERS, regularization
 from .similarity import build_similarity
+from .training_run import TrainingRunSettings
 
 TASK = "registration"
 ARCHITECTURE = "registration-light-unet"
@@ -314,9 +313,10 @@ def _patch_tensors(pair, patch_size: Sequence[int], box: tuple[int, int] | None)
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class RegistrationTrainingConfig:
-    """Settings of :func:`train_registration_network`.
+@dataclass(kw_only=True)
+class RegistrationTrainingConfig(TrainingRunSettings):
+    """Settings of :func:`train_registration_network`; the run settings are
+    :class:`~imse.training_run.TrainingRunSettings`.
 
     Attributes:
         similarity: ``imse`` (needs ``evaluator``) or ``mind``.
@@ -327,10 +327,9 @@ class RegistrationTrainingConfig:
         contrasts: the moving contrasts of the training pairs (the fixed one is T1).
         max_displacement_mm: range of the largest displacement of the training fields.
         pool_size: training pairs generated once (seeded) and drawn from at random.
-        learning_rate: Adam's; a higher rate than the paper's 1e-4 suits short CPU runs.
+        learning_rate: a higher rate than the paper's 1e-4 suits short CPU runs.
     """
 
-    out: Path
     name: str = "registration"
     dim: int = 2
     similarity: str = "imse"
@@ -345,20 +344,10 @@ class RegistrationTrainingConfig:
     contrasts: tuple[str, ...] = DEFAULT_CONTRASTS
     max_displacement_mm: tuple[float, float] = (2.0, 10.0)
     pool_size: int = 512
-    batch_size: int = 8
-    iterations: int = 2000
-    max_minutes: float | None = None
     learning_rate: float = 1e-3
-    validation_pairs: int = 8
-    validation_every: int = 100
-    checkpoint_every: int = 200
-    resume: bool = False
-    seed: int = 0
-    device: str = "auto"
-    command: str = ""
 
     def __post_init__(self) -> None:
-        self.out = Path(self.out)
+        super().__post_init__()
         if self.dim not in (2, 3):
             raise ImageError(f"dim must be 2 or 3, got {self.dim}.")
         if self.similarity not in TRAINING_SIMILARITIES:
@@ -373,12 +362,10 @@ class RegistrationTrainingConfig:
         self.max_displacement_mm = tuple(float(v) for v in self.max_displacement_mm)
         if not 0 <= self.max_displacement_mm[0] <= self.max_displacement_mm[1] or self.max_displacement_mm[1] <= 0:
             raise ImageError(f"max_displacement_mm must be (low, high) with 0 <= low <= high, high > 0; got {self.max_displacement_mm}.")
-        for name in ("pool_size", "batch_size", "validation_pairs", "validation_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ImageError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.pool_size < 1:
+            raise ImageError(f"pool_size must be at least 1, got {self.pool_size}.")
         if self.regularization_weight is None:
             self.regularization_weight = DEFAULT_WEIGHTS[self.similarity]
-        self.command = self.command or shlex.join(sys.argv)
 
 
 def _training_similarities(config: RegistrationTrainingConfig, device: torch.device) -> tuple[dict[str, nn.Module], str | None]:

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import math
 import os
-import shlex
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,16 +49,17 @@ from .models import ModelCard, find_model, load_checkpoint, load_model, save_che
 from .networks import build_network
 from .remap import RemapAugmentation
 from .spatial_augment import apply_displacement, random_spatial_transform
+from .training_run import TrainingRunSettings
 
 RECIPES = ("ours", "paper")
 HELD_OUT_FRACTION = 0.2  # central slab of a single training volume kept for validation
 
 
-@dataclass
-class EvaluatorTrainingConfig:
-    """Settings of :func:`train_evaluator` (the paper's optimiser settings are the defaults)."""
+@dataclass(kw_only=True)
+class EvaluatorTrainingConfig(TrainingRunSettings):
+    """Settings of :func:`train_evaluator` (the paper's optimiser settings are the defaults);
+    the run settings are :class:`~imse.training_run.TrainingRunSettings`."""
 
-    out: Path
     name: str = "evaluator"
     dim: int = 2
     architecture: str = "light"
@@ -68,10 +67,6 @@ class EvaluatorTrainingConfig:
     modality: str = "T1"
     spacing_mm: float | None = None  # resample the images to this spacing; default 2 (2D) / 3 (3D)
     patch_size: tuple[int, ...] | None = None  # default (96, 96) / (64, 64, 64)
-    batch_size: int = 8
-    iterations: int = 2000
-    max_minutes: float | None = None
-    learning_rate: float = 1e-4
     betas: tuple[float, float] = (0.5, 0.999)
     recipe: str = "ours"
     aligned_fraction: float = 0.25
@@ -80,15 +75,9 @@ class EvaluatorTrainingConfig:
     adversarial_steps: int = 8
     initial_model: str | None = None  # start from this evaluator's weights (name or path)
     validation_pairs: int = 32
-    validation_every: int = 100
-    checkpoint_every: int = 200
-    resume: bool = False
-    seed: int = 0
-    device: str = "auto"
-    command: str = ""
 
     def __post_init__(self) -> None:
-        self.out = Path(self.out)
+        super().__post_init__()
         if self.dim not in (2, 3):
             raise ImageError(f"dim must be 2 or 3, got {self.dim}.")
         if self.recipe not in RECIPES:
@@ -103,7 +92,6 @@ class EvaluatorTrainingConfig:
         self.patch_size = tuple(self.patch_size or ((96, 96) if self.dim == 2 else (64, 64, 64)))
         if len(self.patch_size) != self.dim:
             raise ImageError(f"patch_size needs {self.dim} values for a {self.dim}D evaluator, got {self.patch_size}.")
-        self.command = self.command or shlex.join(sys.argv)
 
 
 def load_training_volumes(config: EvaluatorTrainingConfig) -> tuple[list[Image], str]:
