@@ -70,7 +70,7 @@ from safetensors.torch import load_file
 
 from .device import resolve_device
 from .errors import ImageError
-from .field import displacement_to_mm, integrate_velocity, spatial_gradient, warp
+from .field import as_displacement, displacement_to_mm, spatial_gradient, warp
 from .filters import gaussian_smooth
 from .geometry import Geometry
 from .models import CARD_SUFFIX, MODEL_SUFFIX, LoadedModel, ModelCard, save_model
@@ -401,7 +401,7 @@ class AdaCSModel(nn.Module):
         ``[N, 1, *spatial]``."""
         voxels = _padded_forward(self.displacement_network, torch.cat([source, target], 1))
         field_mm = displacement_to_mm(voxels, geometry)
-        return integrate_velocity(field_mm, geometry, self.integration_steps) if self.diffeomorphic else field_mm
+        return as_displacement(field_mm, geometry, self.diffeomorphic, self.integration_steps)
 
     def score(self, target: torch.Tensor) -> torch.Tensor:
         """``S`` in (0, 1) ``[N, 1, *spatial]`` from the normalised target (ones without scoring)."""
@@ -770,7 +770,7 @@ class _PairEstimators(nn.Module):
     def displacement(self, source: torch.Tensor, target: torch.Tensor, geometry: Geometry) -> torch.Tensor:
         settings = self.settings
         smoothed = gaussian_smooth(self.field_parameter, settings.smoothing_voxels) if settings.smoothing_voxels > 0 else self.field_parameter
-        return integrate_velocity(smoothed, geometry, settings.integration_steps) if settings.diffeomorphic else smoothed
+        return as_displacement(smoothed, geometry, settings.diffeomorphic, settings.integration_steps)
 
     def score(self, target: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.score_logit) if self.settings.scoring else torch.ones_like(target)

@@ -146,6 +146,13 @@ def integrate_velocity(velocity: torch.Tensor, geometry: Geometry, steps: int = 
     return displacement
 
 
+def as_displacement(field: torch.Tensor, geometry: Geometry, diffeomorphic: bool, steps: int = 7) -> torch.Tensor:
+    """The displacement (mm, ``[N, dim, *spatial]``) that ``field`` stands for: the field itself,
+    or, when ``diffeomorphic``, the displacement of ``exp(field)`` with ``field`` a stationary
+    velocity (:func:`integrate_velocity`, ``steps`` squarings)."""
+    return integrate_velocity(field, geometry, steps) if diffeomorphic else field
+
+
 def spatial_gradient(displacement: torch.Tensor, geometry: Geometry) -> torch.Tensor:
     """Physical gradient ``du_i / dx_j`` (unitless, mm per mm) by central differences (one-sided
     at the borders), honouring spacing and direction: ``[N, dim, dim, *spatial]`` with ``i``

@@ -21,7 +21,7 @@ import torch
 
 from .device import resolve_device
 from .errors import ImageError
-from .field import integrate_velocity, jacobian_determinant, physical_points, warp
+from .field import as_displacement, jacobian_determinant, physical_points, warp
 from .filters import gaussian_smooth
 from .geometry import Geometry
 from .image import Image, foreground_window, from_tensor, grid_with_spacing, normalize_intensity, resample_to, resample_to_spacing, to_tensor
@@ -262,7 +262,7 @@ def _displacement(parameter: torch.Tensor, geometry: Geometry, settings: Registr
     """The displacement (mm) that the optimised parameter stands for: smoothed, and integrated
     when it is a velocity."""
     smoothed = gaussian_smooth(parameter, settings.smoothing_voxels) if settings.smoothing_voxels > 0 else parameter
-    return integrate_velocity(smoothed, geometry) if settings.diffeomorphic else smoothed
+    return as_displacement(smoothed, geometry, settings.diffeomorphic)
 
 
 def _regularization_weight(settings: RegistrationSettings) -> float:

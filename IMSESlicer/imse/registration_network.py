@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from .device import resolve_device
 from .errors import Cancelled, ImageError
-from .field import compose, displacement_to_mm, integrate_velocity, jacobian_determinant, warp
+from .field import as_displacement, compose, displacement_to_mm, jacobian_determinant, warp
 from .geometry import Geometry
 from .image import Image, from_tensor, normalize_intensity, resample_to, resample_to_spacing, to_tensor
 from .models import CARD_SUFFIX, MODEL_SUFFIX, LoadedModel, ModelCard, find_model, list_models, load_checkpoint, save_checkpoint, save_model
@@ -137,7 +137,7 @@ class RegistrationNetwork(nn.Module):
             )
         padded, crop = pad_to_multiple(torch.cat([moving, fixed], 1), self.unet.size_multiple)
         field_mm = displacement_to_mm(self.unet(padded)[crop], geometry)
-        return integrate_velocity(field_mm, geometry, self.integration_steps) if self.diffeomorphic else field_mm
+        return as_displacement(field_mm, geometry, self.diffeomorphic, self.integration_steps)
 
 
 class RegistrationLoss(NamedTuple):

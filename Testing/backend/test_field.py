@@ -152,6 +152,8 @@ def test_scaling_and_squaring(oblique_geometry_2d):
     assert field.jacobian_determinant(integrated, geometry).min() > 0  # its exponential does not
     with pytest.raises(ImageError):
         field.integrate_velocity(velocity, geometry, steps=-1)
+    assert field.as_displacement(velocity, geometry, diffeomorphic=False) is velocity
+    assert torch.equal(field.as_displacement(velocity, geometry, diffeomorphic=True, steps=7), integrated)
 
 
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.5, 1.5, 3.0)])
