@@ -7,7 +7,10 @@ PY := $(VENV)/bin/python
 TORCH := torch==2.13.0
 STAMP := $(VENV)/.installed-$(TORCH)
 
-.PHONY: venv test demo bench clean
+ANTS_VENV := .venv-ants
+ANTS := antspyx==0.6.3
+
+.PHONY: venv test demo bench ants clean
 
 venv: $(STAMP)
 
@@ -18,7 +21,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-test: $(STAMP)
+# The tests check the benchmark's peers too (elastix, ANTs), so they install them.
+test: $(VENV)/.installed-bench ants
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
 demo: $(STAMP)
@@ -29,8 +33,17 @@ $(VENV)/.installed-bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	touch $@
 
-bench: $(VENV)/.installed-bench
+# ANTs, the other peer, gets an environment of its own: antspyx 0.6.3 pins numpy < 2.4 and
+# scipy < 1.16, which would downgrade ours. The benchmark runs it there as a subprocess.
+ants: $(ANTS_VENV)/.installed-$(ANTS)
+
+$(ANTS_VENV)/.installed-$(ANTS):
+	test -x $(ANTS_VENV)/bin/python || $(PYTHON) -m venv $(ANTS_VENV)
+	$(ANTS_VENV)/bin/python -m pip install --quiet $(ANTS)
+	touch $@
+
+bench: $(VENV)/.installed-bench ants
 	$(PY) Testing/bench/run.py --out bench-output
 
 clean:
-	rm -rf $(VENV) demo-output bench-output test-output
+	rm -rf $(VENV) $(ANTS_VENV) demo-output bench-output test-output

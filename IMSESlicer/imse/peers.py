@@ -9,31 +9,42 @@ resampling convention); transformix samples ``T(p) - p`` on the fixed grid in mm
 is our displacement exactly (:mod:`imse.geometry`). Optional packages are imported inside the
 functions, so this module loads without them.
 
-ANTs (antspyx) is not wrapped: antspyx 0.6.3 requires numpy < 2.4 and scipy < 1.16, and
-installing it would downgrade the pinned environment.
+* ANTs SyN with Mattes mutual information (antspyx 0.6.3). antspyx pins numpy < 2.4 and
+  scipy < 1.16, which would downgrade our environment, so it lives in an environment of its
+  own (``make ants`` builds ``.venv-ants``) and runs there as a subprocess
+  (:mod:`imse.ants_worker`); images go to it and its field comes back through files. Its
+  composed forward transform is a displacement field in the same convention as ours.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
+import os
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from .errors import ImageError
 from .geometry import Geometry
-from .image import Image
+from .image import Image, read_image, write_image
 
 
 ELASTIX_PRESETS = ("bspline", "affine", "rigid", "translation")
+
+#: The interpreter of the environment that ``make ants`` builds in the repository's root.
+ANTS_PYTHON = Path(__file__).resolve().parents[2] / ".venv-ants" / "bin" / "python"
 
 
 @dataclass(frozen=True)
 class PeerResult:
     """``displacement``: vector Image (mm, LPS, ITK convention) on the fixed grid;
-    ``seconds``: wall time of the registration and the conversion."""
+    ``seconds``: wall time of the registration (elastix: with transformix's field; ANTs: the
+    registration alone, as its worker timed it)."""
 
     displacement: Image
     seconds: float
@@ -87,6 +98,37 @@ def elastix(fixed: Image, moving: Image, preset: str = "bspline", threads: int =
     if displacement.shape != fixed.shape or not displacement.geometry.isclose(fixed.geometry):
         raise ImageError("elastix returned a displacement on another grid than the fixed image's.")
     return PeerResult(displacement.with_array(displacement.array.astype(np.float32)), time.perf_counter() - started)
+
+
+def ants_available(python: str | Path = ANTS_PYTHON) -> bool:
+    """True when ``python`` is an interpreter (``make ants`` builds the default one)."""
+    return Path(python).is_file() and os.access(python, os.X_OK)
+
+
+def ants_syn(fixed: Image, moving: Image, python: str | Path = ANTS_PYTHON, threads: int = 1, timeout: float = 3600.0) -> PeerResult:
+    """Register ``moving`` onto ``fixed`` with ANTs SyN (affine then SyN, Mattes mutual
+    information for both: antspyx's ``SyN`` preset), run by the interpreter ``python`` of an
+    environment with antspyx (``make ants``) on ``threads`` ITK threads. ``seconds`` is the
+    registration alone, as ANTs timed it (not the subprocess start or the file transfers)."""
+    for image, name in ((fixed, "fixed"), (moving, "moving")):
+        if image.is_vector:
+            raise ImageError(f"ANTs SyN registers scalar images here; the {name} image is a vector image.")
+    if fixed.dim != moving.dim:
+        raise ImageError(f"The fixed image is {fixed.dim}D and the moving image {moving.dim}D: register images of the same dimension.")
+    if not ants_available(python):
+        raise ImageError(f"ANTs is not installed: no interpreter at {python}. Build its environment with: make ants.")
+    environment = dict(os.environ, ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=str(threads))
+    with tempfile.TemporaryDirectory(prefix="imse-ants-") as folder:
+        fixed_path, moving_path = write_image(fixed, Path(folder) / "fixed.mha"), write_image(moving, Path(folder) / "moving.mha")
+        command = [str(python), str(Path(__file__).with_name("ants_worker.py")), str(fixed_path), str(moving_path), str(Path(folder) / "forward")]
+        finished = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=timeout)
+        if finished.returncode != 0:
+            raise ImageError(f"ANTs failed (exit status {finished.returncode}): {finished.stderr.strip()[-2000:]}")
+        report = json.loads(finished.stdout.strip().splitlines()[-1])
+        displacement = read_image(report["field"])
+    if displacement.shape != fixed.shape or not displacement.geometry.isclose(fixed.geometry):
+        raise ImageError("ANTs returned a displacement on another grid than the fixed image's.")
+    return PeerResult(displacement, float(report["seconds"]))
 
 
 def _to_itk(image: Image):
