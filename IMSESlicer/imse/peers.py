@@ -108,8 +108,9 @@ def ants_available(python: str | Path = ANTS_PYTHON) -> bool:
 def ants_syn(fixed: Image, moving: Image, python: str | Path = ANTS_PYTHON, threads: int = 1, timeout: float = 3600.0) -> PeerResult:
     """Register ``moving`` onto ``fixed`` with ANTs SyN (affine then SyN, Mattes mutual
     information for both: antspyx's ``SyN`` preset), run by the interpreter ``python`` of an
-    environment with antspyx (``make ants``) on ``threads`` ITK threads. ``seconds`` is the
-    registration alone, as ANTs timed it (not the subprocess start or the file transfers)."""
+    environment with antspyx (``make ants``) on ``threads`` ITK threads, stopped after
+    ``timeout`` seconds. ``seconds`` is the registration alone, as ANTs timed it (not the
+    subprocess start or the file transfers)."""
     for image, name in ((fixed, "fixed"), (moving, "moving")):
         if image.is_vector:
             raise ImageError(f"ANTs SyN registers scalar images here; the {name} image is a vector image.")
@@ -121,7 +122,10 @@ def ants_syn(fixed: Image, moving: Image, python: str | Path = ANTS_PYTHON, thre
     with tempfile.TemporaryDirectory(prefix="imse-ants-") as folder:
         fixed_path, moving_path = write_image(fixed, Path(folder) / "fixed.mha"), write_image(moving, Path(folder) / "moving.mha")
         command = [str(python), str(Path(__file__).with_name("ants_worker.py")), str(fixed_path), str(moving_path), str(Path(folder) / "forward")]
-        finished = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=timeout)
+        try:
+            finished = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ImageError(f"ANTs did not finish within {timeout:.0f} s; it was stopped (raise the timeout for larger images).") from None
         if finished.returncode != 0:
             raise ImageError(f"ANTs failed (exit status {finished.returncode}): {finished.stderr.strip()[-2000:]}")
         report = json.loads(finished.stdout.strip().splitlines()[-1])
