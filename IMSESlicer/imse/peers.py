@@ -71,11 +71,7 @@ def elastix(fixed: Image, moving: Image, preset: str = "bspline", threads: int =
         raise ImageError("elastix is not installed; install the benchmark extras: pip install 'imse[bench]'.")
     import itk
 
-    for image, name in ((fixed, "fixed"), (moving, "moving")):
-        if image.is_vector:
-            raise ImageError(f"elastix registers scalar images; the {name} image is a vector image.")
-    if fixed.dim != moving.dim:
-        raise ImageError(f"The fixed image is {fixed.dim}D and the moving image {moving.dim}D: register images of the same dimension.")
+    _check_pair(fixed, moving, "elastix")
     started = time.perf_counter()
     parameters = itk.ParameterObject.New()
     if preset not in ELASTIX_PRESETS:
@@ -111,11 +107,7 @@ def ants_syn(fixed: Image, moving: Image, python: str | Path = ANTS_PYTHON, thre
     environment with antspyx (``make ants``) on ``threads`` ITK threads, stopped after
     ``timeout`` seconds. ``seconds`` is the registration alone, as ANTs timed it (not the
     subprocess start or the file transfers)."""
-    for image, name in ((fixed, "fixed"), (moving, "moving")):
-        if image.is_vector:
-            raise ImageError(f"ANTs SyN registers scalar images here; the {name} image is a vector image.")
-    if fixed.dim != moving.dim:
-        raise ImageError(f"The fixed image is {fixed.dim}D and the moving image {moving.dim}D: register images of the same dimension.")
+    _check_pair(fixed, moving, "ANTs SyN")
     if not ants_available(python):
         raise ImageError(f"ANTs is not installed: no interpreter at {python}. Build its environment with: make ants.")
     environment = dict(os.environ, ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=str(threads))
@@ -133,6 +125,15 @@ def ants_syn(fixed: Image, moving: Image, python: str | Path = ANTS_PYTHON, thre
     if displacement.shape != fixed.shape or not displacement.geometry.isclose(fixed.geometry):
         raise ImageError("ANTs returned a displacement on another grid than the fixed image's.")
     return PeerResult(displacement, float(report["seconds"]))
+
+
+def _check_pair(fixed: Image, moving: Image, tool: str) -> None:
+    """Both images scalar and of one dimension, or an :class:`ImageError` naming ``tool``."""
+    for image, name in ((fixed, "fixed"), (moving, "moving")):
+        if image.is_vector:
+            raise ImageError(f"{tool} registers scalar images here; the {name} image is a vector image.")
+    if fixed.dim != moving.dim:
+        raise ImageError(f"The fixed image is {fixed.dim}D and the moving image {moving.dim}D: register images of the same dimension.")
 
 
 def _to_itk(image: Image):
