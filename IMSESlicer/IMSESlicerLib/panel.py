@@ -183,10 +183,10 @@ def show_table(table_widget, rows: list[dict]) -> None:
 class ParameterNodePanel:
     """The parameter-node wiring of Slicer's scripted-module template, written once for every
     panel: put it first among a Widget's bases (before ScriptedLoadableModuleWidget and
-    VTKObservationMixin, whose methods it uses). The Widget sets ``self.ui`` and
-    ``self.logic`` (and ``self.controller`` if it runs jobs), calls
-    :meth:`observeSceneClose` in ``setup``, and defines ``_onParameterNodeModified(caller=None,
-    event=None)``, called whenever a parameter changes."""
+    VTKObservationMixin, whose methods it uses). The Widget calls :meth:`setupPanel` in
+    ``setup`` (which sets ``self.ui``, ``self.logic`` and, if it runs jobs, ``self.controller``)
+    and defines ``_onParameterNodeModified(caller=None, event=None)``, called whenever a
+    parameter changes."""
 
     _parameterNode = None
     _parameterNodeGuiTag = None

@@ -119,16 +119,18 @@ def _train_registration(args: argparse.Namespace) -> None:
     print(f"model written: {weights} (card: {weights.with_suffix('.json')})")
 
 
-def _load_evaluator(args: argparse.Namespace, dim: int, slicewise: bool = False):
-    """The evaluator named by ``--model``, else the installed default of dimension ``dim``. With
-    ``slicewise`` (error maps, translation), a 3D image gets the default 2D evaluator, applied
-    slice by slice, when no 3D evaluator is installed."""
-    from .evaluator import Evaluator
-    from .models import list_models
+def _load_evaluator(args: argparse.Namespace, dim: int):
+    """The evaluator named by ``--model``, else the installed default for images of dimension
+    ``dim`` (a 3D image gets the default 2D evaluator, applied slice by slice, when no 3D
+    evaluator is installed); a clear error when there is none."""
+    from .evaluator import Evaluator, installed_evaluator
 
-    if slicewise and args.model is None and dim == 3 and not list_models(task="evaluator", dim=3):
-        dim = 2
-    return Evaluator.load(args.model, dim=dim, device=str(resolve_device(args.device)))
+    device = str(resolve_device(args.device))
+    if args.model is None:
+        evaluator = installed_evaluator(dim, device, slicewise=True)
+        if evaluator is not None:
+            return evaluator
+    return Evaluator.load(args.model, dim=dim, device=device)  # raises, saying what to do, when none is installed
 
 
 def _error_map(args: argparse.Namespace) -> None:
@@ -136,7 +138,7 @@ def _error_map(args: argparse.Namespace) -> None:
 
     fixed, moving = read_image(args.fixed), read_image(args.moving)
     mask = read_image(args.mask).array > 0.5 if args.mask else None
-    result = _load_evaluator(args, fixed.dim, slicewise=True).error_map(fixed, moving, reference=args.reference, mask=mask, tile=args.tile)
+    result = _load_evaluator(args, fixed.dim).error_map(fixed, moving, reference=args.reference, mask=mask, tile=args.tile)
     out = Path(args.out)
     write_image(result.magnitude, out)
     statistics_path = out.with_name(out.name.split(".")[0] + "-statistics.json")
@@ -150,7 +152,7 @@ def _translate(args: argparse.Namespace) -> None:
     from .image import read_image, resample_to, write_image
 
     source, reference = read_image(args.source), read_image(args.reference)
-    translated = _load_evaluator(args, source.dim, slicewise=True).translate(source, reference, tile=args.tile)
+    translated = _load_evaluator(args, source.dim).translate(source, reference, tile=args.tile)
     scores = {}
     if args.truth:  # the translation and, for comparison, the two inputs as given, against the truth
         truth = resample_to(read_image(args.truth), source)
@@ -414,10 +416,11 @@ def _optional_evaluator(args: argparse.Namespace, dim: int, required: bool):
     """The evaluator for error maps (and the imse similarity): the one named by ``--model``
     (which must load), else the installed default (for a 3D pair with no 3D evaluator, the 2D
     one slice by slice), else None when none is required."""
-    from .models import list_models
+    from .evaluator import installed_evaluator
 
-    installed = list_models(task="evaluator", dim=dim) or (dim == 3 and list_models(task="evaluator", dim=2))
-    return _load_evaluator(args, dim, slicewise=True) if args.model or required or installed else None
+    if args.model or required:
+        return _load_evaluator(args, dim)
+    return installed_evaluator(dim, str(resolve_device(args.device)), slicewise=True)
 
 
 def _models(args: argparse.Namespace) -> None:

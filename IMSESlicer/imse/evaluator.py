@@ -23,7 +23,7 @@ from .errors import ImageError
 from .image import Image, from_tensor, grid_with_spacing, intensity_window, normalize_intensity, resample_to, to_tensor
 from .metrics import summarize
 from .models import LoadedModel, find_model, list_models, load_model
-from .networks import network_dimension, pad_to_multiple, size_multiple
+from .networks import evaluator_fits, network_dimension, pad_to_multiple, size_multiple
 
 #: The shipped evaluators used when none is named (see Resources/Models).
 DEFAULT_EVALUATORS = {2: "mni-t1-light-2d", 3: "mni-t1-light-3d"}
@@ -95,10 +95,15 @@ def _tile_weights(corner, tile_shape, spatial, overlap: int, device: torch.devic
     return weight
 
 
-def installed_evaluator(dim: int, device: str = "cpu") -> "Evaluator | None":
-    """The default evaluator of dimension ``dim`` (see :meth:`Evaluator.load`), or ``None`` when
-    no evaluator of that dimension is installed."""
-    return Evaluator.load(dim=dim, device=device) if list_models(task="evaluator", dim=dim) else None
+def installed_evaluator(dim: int, device: str = "cpu", slicewise: bool = False) -> "Evaluator | None":
+    """The default evaluator of dimension ``dim`` (see :meth:`Evaluator.load`); with
+    ``slicewise``, for 3D images when no 3D evaluator is installed, the default 2D one (applied
+    slice by slice); ``None`` when none is installed."""
+    if list_models(task="evaluator", dim=dim):
+        return Evaluator.load(dim=dim, device=device)
+    if slicewise and dim == 3 and list_models(task="evaluator", dim=2):
+        return Evaluator.load(dim=2, device=device)
+    return None
 
 
 @dataclass(frozen=True)
@@ -152,9 +157,7 @@ class Evaluator:
         return self.card.dim == 2
 
     def _check_dimension(self, image: Image) -> None:
-        if image.dim == 3 and self.slicewise:
-            return
-        if image.dim != self.card.dim:
+        if not evaluator_fits(self.card.dim, image.dim):
             raise ImageError(
                 f"The evaluator '{self.card.name}' is {self.card.dim}D but the image is {image.dim}D; "
                 f"choose a {image.dim}D evaluator (see 'imse models')."

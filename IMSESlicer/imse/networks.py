@@ -168,6 +168,12 @@ def network_dimension(network: nn.Module) -> int | None:
     return None
 
 
+def evaluator_fits(network_dim: int, image_dim: int) -> bool:
+    """Whether an evaluator network of ``network_dim`` works on images of ``image_dim``: the same
+    dimension, or a 2D network on 3D volumes, slice by slice (:func:`imse.evaluator.predict`)."""
+    return network_dim == image_dim or (network_dim, image_dim) == (2, 3)
+
+
 def size_multiple(network: nn.Module) -> int:
     """The factor every spatial size must be divisible by (4 for the paper's two stride-2 levels)."""
     return getattr(network, "size_multiple", 4)

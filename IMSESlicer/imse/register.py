@@ -25,6 +25,7 @@ from .field import as_displacement, jacobian_determinant, physical_points, warp
 from .filters import gaussian_smooth
 from .geometry import Geometry
 from .image import Image, foreground_window, from_tensor, grid_with_spacing, normalize_intensity, resample_to, resample_to_spacing, to_tensor
+from .networks import evaluator_fits
 from .progress import IterationTracker, Progress
 from .regularization import regularization
 
@@ -314,7 +315,7 @@ def check_registration_inputs(fixed: Image, moving: Image, fixed_mask, moving_ma
     if settings.uses_evaluator:
         if evaluator is None:
             raise ImageError("The 'imse' similarity needs an evaluator model (see 'imse models').")
-        if evaluator.card.dim != fixed.dim and (evaluator.card.dim, fixed.dim) != (2, 3):  # 2D on 3D: slice by slice
+        if not evaluator_fits(evaluator.card.dim, fixed.dim):
             raise ImageError(
                 f"The evaluator '{evaluator.card.name}' is {evaluator.card.dim}D but the images are {fixed.dim}D; "
                 f"choose a {fixed.dim}D evaluator."

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 from .errors import ImageError
 from .filters import separable_filter
-from .networks import network_dimension
+from .networks import evaluator_fits, network_dimension
 
 REDUCTIONS = ("mean", "sum", "none")
 KERNELS = ("box", "gaussian")
@@ -542,7 +542,7 @@ def imse(
     if not isinstance(network, nn.Module):
         raise ImageError(f"The imse similarity needs an evaluator network (a torch Module), got {type(network).__name__}.")
     network_dim = network_dimension(network)
-    if network_dim is not None and network_dim != dim and (network_dim, dim) != (2, 3):
+    if network_dim is not None and not evaluator_fits(network_dim, dim):
         raise ImageError(f"The evaluator network is {network_dim}D but the images are {dim}D; use a {dim}D evaluator.")
     for name, image in (("fixed", fixed), ("moving", moving)):
         if bool((image.detach().abs() > 1.0 + IMSE_RANGE_TOLERANCE).any()):

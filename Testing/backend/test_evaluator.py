@@ -11,11 +11,11 @@ import torch
 from imse.cli import main
 from imse.data import make_pair
 from imse.errors import ImageError
-from imse.evaluator import Evaluator, predict
+from imse.evaluator import Evaluator, installed_evaluator, predict
 from imse.geometry import Geometry
 from imse.image import Image, read_image, resample_to, write_image
 from imse.models import ModelCard, load_model, save_model
-from imse.networks import build_network
+from imse.networks import build_network, evaluator_fits
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +123,15 @@ def test_command_line_error_map_and_translation(untrained_models, pair_2d, tmp_p
     with pytest.raises(SystemExit) as exit_info:
         main(["error-map", str(fixed), str(tmp_path / "missing.nii.gz"), "--out", str(tmp_path / "e.nii.gz"), "--model", model])
     assert exit_info.value.code == 2 and "No such file" in capsys.readouterr().err
+
+
+def test_volumes_fall_back_to_the_2d_evaluator_only_when_asked(untrained_models, monkeypatch, tmp_path):
+    """With only a 2D evaluator installed, 3D images get it (slice by slice) where the caller
+    allows that, and none otherwise; a 2D network fits 3D images, a 3D one not 2D ones."""
+    (tmp_path / "untrained-2d.safetensors").write_bytes((untrained_models / "untrained-2d.safetensors").read_bytes())
+    (tmp_path / "untrained-2d.json").write_bytes((untrained_models / "untrained-2d.json").read_bytes())
+    monkeypatch.setattr("imse.models.model_directories", lambda: [tmp_path])
+    assert installed_evaluator(3) is None
+    assert installed_evaluator(3, slicewise=True).card.name == "untrained-2d"
+    assert installed_evaluator(2).card.name == "untrained-2d"
+    assert [evaluator_fits(network, image) for network, image in ((2, 2), (3, 3), (2, 3), (3, 2))] == [True, True, True, False]

@@ -184,7 +184,7 @@ def run_dimension(dim: int, threads: int, out: Path, pairs_per_kind: int | None 
     """Register every pair of ``dim`` with every installed method and save a picture of the
     first pair of each kind under ``out``. Returns one row per (pair, method), and the reasons
     of the rows that have no figures."""
-    evaluator = installed_evaluator(dim) or (installed_evaluator(2) if dim == 3 else None)  # 2D: slice by slice
+    evaluator = installed_evaluator(dim, slicewise=True)
     rows_by_method = methods(dim, threads, evaluator)
     runnable = {name: method for name, method in rows_by_method.items() if callable(method)}
     cases = pairs(dim, pairs_per_kind or SETUPS[dim]["pairs_per_kind"])
