@@ -158,14 +158,17 @@ class IMSEQualityLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return IMSEQualityParameterNode(super().getParameterNode())
 
-    def evaluator(self, model: str = "", device: str = "auto"):
-        """The loaded evaluator (cached per model and device); a 2D one maps 3D volumes slice by slice."""
+    def evaluator(self, model: str = "", device: str = "auto", dim: int = 2):
+        """The evaluator named ``model`` or, when empty, the default one of dimension ``dim``
+        (the 2D one when no 3D one is installed; a 2D one maps volumes slice by slice), cached
+        per model, device and dimension."""
         from imse.device import resolve_device
-        from imse.evaluator import Evaluator
+        from imse.evaluator import Evaluator, installed_evaluator
 
-        key = (model, str(resolve_device(device)))
+        key = (model, str(resolve_device(device)), dim)
         if key not in self._evaluators:
-            self._evaluators[key] = Evaluator.load(model or None, dim=2, device=key[1])
+            default = None if model else installed_evaluator(dim, key[1], slicewise=True)
+            self._evaluators[key] = default or Evaluator.load(model or None, dim=dim, device=key[1])
         return self._evaluators[key]
 
     def errorMap(self, fixedVolume, movingVolume, outputVolume=None, model="", reference="fixed", mask=None, device="auto"):
@@ -174,18 +177,20 @@ class IMSEQualityLogic(ScriptedLoadableModuleLogic):
         the GPU runs out of memory the map is computed on the CPU (with a warning). Returns (volume node, statistics dict: {"image": {...}, "mask": {...}})."""
         import torch
 
+        from imse.evaluator import evaluator_dimension
         from IMSESlicerLib.overlays import map_volume
         from IMSESlicerLib.volumes import image_from_volume, world_image_from_volume
 
         fixed = world_image_from_volume(fixedVolume)
         moving = world_image_from_volume(movingVolume)
         maskArray = image_from_volume(mask).array > 0 if mask is not None else None
+        dim = evaluator_dimension(fixed)
         try:
-            result = self.evaluator(model, device).error_map(fixed, moving, reference=reference, mask=maskArray)
+            result = self.evaluator(model, device, dim).error_map(fixed, moving, reference=reference, mask=maskArray)
         except torch.cuda.OutOfMemoryError:  # the documented fallback: same map, on the CPU
             torch.cuda.empty_cache()
             logging.warning("IMSE Quality: the GPU ran out of memory; the error map is computed on the CPU.")
-            result = self.evaluator(model, "cpu").error_map(fixed, moving, reference=reference, mask=maskArray)
+            result = self.evaluator(model, "cpu", dim).error_map(fixed, moving, reference=reference, mask=maskArray)
         name = f"{movingVolume.GetName()} IMSE error"
         node = map_volume(fixedVolume.GetScene(), result.magnitude, name, "error", node=outputVolume)
         return node, result.statistics

@@ -119,13 +119,14 @@ def _train_registration(args: argparse.Namespace) -> None:
     print(f"model written: {weights} (card: {weights.with_suffix('.json')})")
 
 
-def _load_evaluator(args: argparse.Namespace, dim: int):
-    """The evaluator named by ``--model``, else the installed default for images of dimension
-    ``dim`` (a 3D image gets the default 2D evaluator, applied slice by slice, when no 3D
-    evaluator is installed); a clear error when there is none."""
-    from .evaluator import Evaluator, installed_evaluator
+def _load_evaluator(args: argparse.Namespace, image):
+    """The evaluator named by ``--model``, else the installed default for ``image`` (see
+    :func:`~imse.evaluator.evaluator_dimension`; a volume gets the default 2D evaluator, applied
+    slice by slice, when no 3D evaluator is installed); a clear error when there is none."""
+    from .evaluator import Evaluator, evaluator_dimension, installed_evaluator
 
     device = str(resolve_device(args.device))
+    dim = evaluator_dimension(image)
     if args.model is None:
         evaluator = installed_evaluator(dim, device, slicewise=True)
         if evaluator is not None:
@@ -138,7 +139,7 @@ def _error_map(args: argparse.Namespace) -> None:
 
     fixed, moving = read_image(args.fixed), read_image(args.moving)
     mask = read_image(args.mask).array > 0.5 if args.mask else None
-    result = _load_evaluator(args, fixed.dim).error_map(fixed, moving, reference=args.reference, mask=mask, tile=args.tile)
+    result = _load_evaluator(args, fixed).error_map(fixed, moving, reference=args.reference, mask=mask, tile=args.tile)
     out = Path(args.out)
     write_image(result.magnitude, out)
     statistics_path = out.with_name(out.name.split(".")[0] + "-statistics.json")
@@ -152,7 +153,7 @@ def _translate(args: argparse.Namespace) -> None:
     from .image import read_image, resample_to, write_image
 
     source, reference = read_image(args.source), read_image(args.reference)
-    translated = _load_evaluator(args, source.dim).translate(source, reference, tile=args.tile)
+    translated = _load_evaluator(args, source).translate(source, reference, tile=args.tile)
     scores = {}
     if args.truth:  # the translation and, for comparison, the two inputs as given, against the truth
         truth = resample_to(read_image(args.truth), source)
@@ -245,13 +246,13 @@ def _register(args: argparse.Namespace) -> None:
         device=args.device,
     )
     if network is not None:  # --model named the network: error maps (and an imse refinement) use the default evaluator
-        evaluator = _optional_evaluator(argparse.Namespace(model=None, device=args.device), fixed.dim, required=settings.uses_evaluator)
+        evaluator = _optional_evaluator(argparse.Namespace(model=None, device=args.device), fixed, required=settings.uses_evaluator)
         with _progress_reporter(args.progress, "registering") as progress:
             result = register_with_network(
                 fixed, moving, network, args.refine_iterations, settings, fixed_mask, moving_mask, evaluator, progress, device=args.device
             )
     else:
-        evaluator = _optional_evaluator(args, fixed.dim, required=settings.uses_evaluator)
+        evaluator = _optional_evaluator(args, fixed, required=settings.uses_evaluator)
         with _progress_reporter(args.progress, "registering") as progress:
             result = register_pair(fixed, moving, settings, fixed_mask, moving_mask, evaluator, progress=progress)
     summary = {
@@ -412,15 +413,15 @@ def _strain(args: argparse.Namespace) -> None:
     print(json.dumps(summary, indent=2))
 
 
-def _optional_evaluator(args: argparse.Namespace, dim: int, required: bool):
-    """The evaluator for error maps (and the imse similarity): the one named by ``--model``
-    (which must load), else the installed default (for a 3D pair with no 3D evaluator, the 2D
-    one slice by slice), else None when none is required."""
-    from .evaluator import installed_evaluator
+def _optional_evaluator(args: argparse.Namespace, image, required: bool):
+    """The evaluator for error maps (and the imse similarity) of pairs on ``image``'s grid:
+    the one named by ``--model`` (which must load), else the installed default (see
+    :func:`_load_evaluator`), else None when none is required."""
+    from .evaluator import evaluator_dimension, installed_evaluator
 
     if args.model or required:
-        return _load_evaluator(args, dim)
-    return installed_evaluator(dim, str(resolve_device(args.device)), slicewise=True)
+        return _load_evaluator(args, image)
+    return installed_evaluator(evaluator_dimension(image), str(resolve_device(args.device)), slicewise=True)
 
 
 def _models(args: argparse.Namespace) -> None:
@@ -489,7 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of batches first warped to fool the network, as a registration optimising it would; it learns their true error (default: %(default)s)",
     )
     train.add_argument("--adversarial-steps", type=int, default=8, help="optimisation steps of each such warp (default: %(default)s)")
-    train.add_argument("--initial-model", help="start from this evaluator's weights (name or path): fine-tuning")
+    train.add_argument(
+        "--initial-model",
+        help="start from this evaluator's weights (name or path): fine-tuning; a 2D light evaluator starts a 3D light one inflated",
+    )
     train.add_argument("--validation-every", type=int, default=100, help="(default: %(default)s)")
     train.add_argument("--checkpoint-every", type=int, default=200, help="(default: %(default)s)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last")

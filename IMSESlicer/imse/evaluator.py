@@ -95,6 +95,17 @@ def _tile_weights(corner, tile_shape, spatial, overlap: int, device: torch.devic
     return weight
 
 
+#: Volumes with fewer voxels than this along an axis (a slice or a thin slab saved as a volume)
+#: are stacks of slices for a 3D evaluator's 3x3x3 kernels and three poolings.
+THIN_VOLUME_VOXELS = 16
+
+
+def evaluator_dimension(image: Image) -> int:
+    """The dimension of the evaluator that suits ``image`` by default: 2 for 2D images and for
+    volumes thinner than :data:`THIN_VOLUME_VOXELS` along an axis (mapped slice by slice), else 3."""
+    return 3 if image.dim == 3 and min(image.shape) >= THIN_VOLUME_VOXELS else 2
+
+
 def installed_evaluator(dim: int, device: str = "cpu", slicewise: bool = False) -> "Evaluator | None":
     """The default evaluator of dimension ``dim`` (see :meth:`Evaluator.load`); with
     ``slicewise``, for 3D images when no 3D evaluator is installed, the default 2D one (applied

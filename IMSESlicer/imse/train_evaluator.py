@@ -45,6 +45,7 @@ from .errors import Cancelled, ImageError
 from .field import compose
 from .geometry import Geometry
 from .image import Image, normalize_intensity, read_image, resample_to_spacing
+from .inflation import inflate_evaluator
 from .models import ModelCard, find_model, load_checkpoint, load_model, save_checkpoint, save_model
 from .networks import build_network
 from .remap import RemapAugmentation
@@ -369,14 +370,18 @@ def _train(config, device, rank, world, progress, should_stop) -> Path | None:
 
 
 def _initial_weights(config: EvaluatorTrainingConfig, device) -> dict[str, torch.Tensor]:
-    """The weights of ``config.initial_model``, checked to fit the configured network."""
+    """The weights of ``config.initial_model``, checked to fit the configured network; a 2D
+    light evaluator starting a 3D light training is inflated (:mod:`imse.inflation`)."""
     initial = load_model(find_model(config.initial_model, task="evaluator"), device)
-    if (initial.card.architecture, initial.card.dim) != (config.architecture, config.dim):
-        raise ImageError(
-            f"The initial model '{initial.card.name}' is a {initial.card.dim}D '{initial.card.architecture}' evaluator; "
-            f"this training is {config.dim}D '{config.architecture}': choose a matching model or architecture."
-        )
-    return initial.network.state_dict()
+    if (initial.card.architecture, initial.card.dim) == (config.architecture, config.dim):
+        return initial.network.state_dict()
+    if (initial.card.architecture, initial.card.dim, config.architecture, config.dim) == ("light", 2, "light", 3):
+        return inflate_evaluator(initial.network).to(device).state_dict()
+    raise ImageError(
+        f"The initial model '{initial.card.name}' is a {initial.card.dim}D '{initial.card.architecture}' evaluator; "
+        f"this training is {config.dim}D '{config.architecture}': choose a matching model or architecture "
+        "(a 2D 'light' evaluator can start a 3D 'light' training)."
+    )
 
 
 def _split_held_out(volumes: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

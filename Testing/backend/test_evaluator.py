@@ -11,7 +11,7 @@ import torch
 from imse.cli import main
 from imse.data import make_pair
 from imse.errors import ImageError
-from imse.evaluator import Evaluator, installed_evaluator, predict
+from imse.evaluator import Evaluator, evaluator_dimension, installed_evaluator, predict
 from imse.geometry import Geometry
 from imse.image import Image, read_image, resample_to, write_image
 from imse.models import ModelCard, load_model, save_model
@@ -135,3 +135,9 @@ def test_volumes_fall_back_to_the_2d_evaluator_only_when_asked(untrained_models,
     assert installed_evaluator(3, slicewise=True).card.name == "untrained-2d"
     assert installed_evaluator(2).card.name == "untrained-2d"
     assert [evaluator_fits(network, image) for network, image in ((2, 2), (3, 3), (2, 3), (3, 2))] == [True, True, True, False]
+
+
+def test_thin_volumes_get_the_2d_evaluator_and_thick_ones_the_3d_one(pair_2d):
+    volume = make_pair(dim=3, spacing_mm=6.0, seed=1).fixed
+    thin = Image(volume.array[:1], volume.geometry)  # one slice saved as a volume, as Slicer does
+    assert [evaluator_dimension(image) for image in (pair_2d.fixed, thin, volume)] == [2, 2, 3]

@@ -15,6 +15,7 @@ from imse.errors import Cancelled, ImageError
 from imse.remap import RemapAugmentation
 from imse.spatial_augment import apply_displacement
 from imse.evaluator import Evaluator
+from imse.inflation import inflate_evaluator
 from imse.train_evaluator import EvaluatorTrainingConfig, RegistrationAttack, make_training_pair, pair_displacements, train_evaluator
 
 TINY = dict(dim=2, patch_size=(32, 32), batch_size=4, validation_pairs=8, validation_every=10, learning_rate=1e-3)
@@ -132,8 +133,19 @@ def test_fine_tuning_starts_from_the_initial_model_and_records_the_adversarial_s
     # the same validation pairs: the tuned run's starting loss is the first model's final loss
     assert training["history"][0]["validation_l1"] == pytest.approx(first_card["history"][-1]["validation_l1"], rel=1e-5)
     assert training["initial_model"] == str(first) and training["adversarial_fraction"] == 1.0 and training["adversarial_steps"] == 2
-    with pytest.raises(ImageError, match="2D 'light' evaluator; this training is 3D"):
-        train_evaluator(EvaluatorTrainingConfig(out=tmp_path / "bad", dim=3, patch_size=(16, 16, 16), initial_model=str(first), iterations=1))
+
+
+def test_a_2d_evaluator_starts_a_3d_training_inflated_and_the_reverse_is_refused(tmp_path):
+    first = train_evaluator(EvaluatorTrainingConfig(out=tmp_path / "first", name="first", iterations=2, **TINY))
+    three = dict(TINY, dim=3, patch_size=(16, 16, 16), batch_size=1, validation_pairs=1)
+    # a learning rate so small that the one step leaves the starting weights as they were
+    inflated = train_evaluator(EvaluatorTrainingConfig(out=tmp_path / "3d", initial_model=str(first), iterations=1, **{**three, "learning_rate": 1e-12}))
+    expected = inflate_evaluator(Evaluator.load(first).network).state_dict()
+    actual = load_file(str(inflated))
+    assert expected.keys() == actual.keys()
+    assert all(torch.allclose(expected[key], actual[key], atol=1e-9) for key in expected)
+    with pytest.raises(ImageError, match="3D 'light' evaluator; this training is 2D"):
+        train_evaluator(EvaluatorTrainingConfig(out=tmp_path / "bad", initial_model=str(inflated), iterations=1, **TINY))
 
 
 def test_bad_training_settings_are_refused(tmp_path):

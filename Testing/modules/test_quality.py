@@ -109,9 +109,9 @@ def test_logic_falls_back_to_the_cpu_when_the_gpu_runs_out_of_memory(scene, monk
     devices = []
     real_evaluator = logic.evaluator
 
-    def evaluator(model="", device="auto"):
+    def evaluator(model="", device="auto", dim=2):
         devices.append(device)
-        loaded = real_evaluator(model, "cpu")
+        loaded = real_evaluator(model, "cpu", dim)
         if device != "cpu":
             failing = type("OutOfMemoryEvaluator", (), {})()
             failing.error_map = lambda *args, **kwargs: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("CUDA out of memory"))
