@@ -23,6 +23,8 @@ def main() -> None:
     out = Path(args.out)
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, CUDA: {torch.cuda.is_available()}")
     print(bench_evaluator.run(out / "evaluator"))
+    print(bench_evaluator.run(out / "evaluator-3d", model="mni-t1-light-3d", paper_recipe_model=None, timings=False))
+    print(bench_evaluator.run(out / "evaluator-3d-slicewise", paper_recipe_model=None, timings=False, dim=3))  # the 2D one, for comparison
     print(bench_registration.run(out / "registration"))
     print(bench_adacs.run(out / "adacs"))
     print(echo_adacs.run(out / "adacs"))
