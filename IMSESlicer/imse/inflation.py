@@ -30,10 +30,7 @@ def inflate_evaluator(network: LightUNet, channels: tuple[int, ...] | None = Non
     docstring says. ``network`` is left unchanged."""
     if not isinstance(network, LightUNet) or network.dim != 2:
         raise ImageError("Only a 2D 'light' evaluator can be inflated to 3D.")
-    widths = _level_widths(network)
     channels = tuple(channels or LIGHT_CHANNELS[3])
-    if len(channels) != len(widths) or any(new > old for new, old in zip(channels, widths)):
-        raise ImageError(f"A 2D evaluator with channels {widths} can be inflated to at most as many per level, got {channels}.")
     narrowed = narrow(network, channels)
     inflated = LightUNet(3, network.encoders[0][0].in_channels, network.head.out_channels, channels=channels)
     inflated.load_state_dict({key: _inflate_kernel(value) for key, value in narrowed.state_dict().items()})
@@ -59,6 +56,8 @@ def narrow(network: LightUNet, channels: tuple[int, ...]) -> LightUNet:
     keeping the channels its layers read most (see the module docstring). With the current
     widths it is an exact copy."""
     widths = _level_widths(network)
+    if len(channels) != len(widths) or any(new > old for new, old in zip(channels, widths)):
+        raise ImageError(f"A network with channels {widths} can be narrowed to at most as many per level, got {tuple(channels)}.")
     levels = len(widths)
     decoder = {levels - 2 - index: block for index, block in enumerate(network.decoders)}  # by level
     inputs = torch.arange(network.encoders[0][0].in_channels)
