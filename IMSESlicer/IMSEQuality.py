@@ -163,12 +163,11 @@ class IMSEQualityLogic(ScriptedLoadableModuleLogic):
         (the 2D one when no 3D one is installed; a 2D one maps volumes slice by slice), cached
         per model, device and dimension."""
         from imse.device import resolve_device
-        from imse.evaluator import Evaluator, installed_evaluator
+        from imse.evaluator import load_evaluator
 
         key = (model, str(resolve_device(device)), dim)
         if key not in self._evaluators:
-            default = None if model else installed_evaluator(dim, key[1], slicewise=True)
-            self._evaluators[key] = default or Evaluator.load(model or None, dim=dim, device=key[1])
+            self._evaluators[key] = load_evaluator(model, dim, key[1])
         return self._evaluators[key]
 
     def errorMap(self, fixedVolume, movingVolume, outputVolume=None, model="", reference="fixed", mask=None, device="auto"):

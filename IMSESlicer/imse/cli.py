@@ -123,15 +123,9 @@ def _load_evaluator(args: argparse.Namespace, image):
     """The evaluator named by ``--model``, else the installed default for ``image`` (see
     :func:`~imse.evaluator.evaluator_dimension`; a volume gets the default 2D evaluator, applied
     slice by slice, when no 3D evaluator is installed); a clear error when there is none."""
-    from .evaluator import Evaluator, evaluator_dimension, installed_evaluator
+    from .evaluator import evaluator_dimension, load_evaluator
 
-    device = str(resolve_device(args.device))
-    dim = evaluator_dimension(image)
-    if args.model is None:
-        evaluator = installed_evaluator(dim, device, slicewise=True)
-        if evaluator is not None:
-            return evaluator
-    return Evaluator.load(args.model, dim=dim, device=device)  # raises, saying what to do, when none is installed
+    return load_evaluator(args.model, evaluator_dimension(image), str(resolve_device(args.device)))
 
 
 def _error_map(args: argparse.Namespace) -> None:

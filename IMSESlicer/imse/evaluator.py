@@ -117,6 +117,17 @@ def installed_evaluator(dim: int, device: str = "cpu", slicewise: bool = False) 
     return None
 
 
+def load_evaluator(model: str | Path | None, dim: int, device: str = "cpu") -> "Evaluator":
+    """The evaluator named ``model`` (a name or path), else the installed default of dimension
+    ``dim`` (in 3D, the default 2D one, slice by slice, when no 3D one is installed); a clear
+    error, saying what to do, when none is installed."""
+    if not model:
+        found = installed_evaluator(dim, device, slicewise=True)
+        if found is not None:
+            return found
+    return Evaluator.load(model or None, dim=dim, device=device)
+
+
 @dataclass(frozen=True)
 class ErrorMapResult:
     """``magnitude``: |E| on the fixed image's grid (same geometry); ``statistics``: mean,
@@ -181,15 +192,6 @@ class Evaluator:
         window = intensity_window(on_grid, percentiles=self.percentiles)
         return to_tensor(normalize_intensity(on_grid, percentiles=self.percentiles), self.device), window
 
-    def _predict(self, other: torch.Tensor, reference: torch.Tensor, tile: int) -> torch.Tensor:
-        """E of two normalised tensors ``[1, 1, *spatial]``; a 2D network on 3D tensors runs on
-        each slice of the first spatial axis (the volume was normalised as a whole, so thin
-        slices at the volume's edge keep the volume's intensity scale)."""
-        if other.dim() - 2 == self.card.dim:
-            return predict_tiled(self.network, other, reference, tile=tile)
-        slices = [predict_tiled(self.network, other[:, :, k], reference[:, :, k], tile=tile) for k in range(other.shape[2])]
-        return torch.stack(slices, dim=2)
-
     def error_map(
         self,
         fixed: Image,
@@ -211,7 +213,7 @@ class Evaluator:
             raise ImageError(f"reference must be 'fixed' or 'moving', got '{reference}'.")
         grid = self._working_grid(fixed)
         other, trained_modality = (moving, fixed) if reference == "fixed" else (fixed, moving)
-        magnitude = self._predict(self._normalised(other, grid)[0], self._normalised(trained_modality, grid)[0], tile).abs()
+        magnitude = predict_tiled(self.network, self._normalised(other, grid)[0], self._normalised(trained_modality, grid)[0], tile).abs()
         result = resample_to(from_tensor(magnitude, grid.geometry), fixed) if grid is not fixed else from_tensor(magnitude, fixed.geometry)
         statistics = {"image": summarize(result.array)}
         if mask is not None:
@@ -231,7 +233,7 @@ class Evaluator:
         grid = self._working_grid(source)
         y, _ = self._normalised(source, grid)
         x, (low, high) = self._normalised(reference, grid)
-        translated = (x - 2.0 * self._predict(y, x, tile)).clamp(-1.0, 1.0)
+        translated = (x - 2.0 * predict_tiled(self.network, y, x, tile)).clamp(-1.0, 1.0)
         result = from_tensor(translated, grid.geometry)
         if grid is not source:
             result = resample_to(result, source)

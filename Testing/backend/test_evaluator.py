@@ -11,7 +11,7 @@ import torch
 from imse.cli import main
 from imse.data import make_pair
 from imse.errors import ImageError
-from imse.evaluator import Evaluator, evaluator_dimension, installed_evaluator, predict
+from imse.evaluator import Evaluator, evaluator_dimension, installed_evaluator, load_evaluator, predict
 from imse.geometry import Geometry
 from imse.image import Image, read_image, resample_to, write_image
 from imse.models import ModelCard, load_model, save_model
@@ -134,6 +134,10 @@ def test_volumes_fall_back_to_the_2d_evaluator_only_when_asked(untrained_models,
     assert installed_evaluator(3) is None
     assert installed_evaluator(3, slicewise=True).card.name == "untrained-2d"
     assert installed_evaluator(2).card.name == "untrained-2d"
+    assert load_evaluator(None, 3).card.name == load_evaluator("untrained-2d", 2).card.name == "untrained-2d"
+    monkeypatch.setattr("imse.models.model_directories", lambda: [tmp_path / "empty"])
+    with pytest.raises(ImageError, match="No 3D evaluator is installed"):
+        load_evaluator("", 3)
     assert [evaluator_fits(network, image) for network, image in ((2, 2), (3, 3), (2, 3), (3, 2))] == [True, True, True, False]
 
 

@@ -42,9 +42,10 @@ def test_shipped_2d_evaluator_sees_misalignment_of_unseen_contrasts(contrast):
     assert misaligned_error > 5 * aligned_error  # measured: 22 to 31 times on these pairs
 
 
-def held_out_voxels(image) -> np.ndarray:
-    """Voxels of ``image`` (a 3D pair, cropped from the atlas) inside the held-out slab's z range."""
-    t1 = load_mni_atlas(3.0).t1
+def held_out_voxels(image, spacing_mm: float) -> np.ndarray:
+    """Voxels of ``image`` (a 3D pair, cropped from the atlas) inside the z range of the slab
+    that training at ``spacing_mm`` held out."""
+    t1 = load_mni_atlas(spacing_mm).t1
     low, high = held_out_slab(t1.shape[0])
     z_low, z_high = (t1.geometry.index_to_physical([0, 0, k])[2] for k in (low, high))
     z = np.array([image.geometry.index_to_physical([0, 0, k])[2] for k in range(image.shape[0])])
@@ -58,7 +59,7 @@ def test_shipped_3d_evaluator_sees_misalignment_of_unseen_contrasts(contrast):
     evaluator = Evaluator.load(dim=3)
     assert evaluator.card.dim == 3
     pair = make_pair(dim=3, moving_contrast=contrast, spacing_mm=evaluator.card.spacing_mm, max_displacement_mm=8.0, seed=21)
-    scored = (pair.fixed_labels.array > 0) & held_out_voxels(pair.fixed)
+    scored = (pair.fixed_labels.array > 0) & held_out_voxels(pair.fixed, evaluator.card.spacing_mm)
     aligned = warp_image(pair.moving, pair.displacement, default_value=float(pair.moving.array.min()))
     misaligned_error = evaluator.error_map(pair.fixed, pair.moving).magnitude.array[scored].mean()
     aligned_error = evaluator.error_map(pair.fixed, aligned).magnitude.array[scored].mean()

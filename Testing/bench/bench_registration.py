@@ -5,8 +5,8 @@ Pairs (fixed seeds; ``A -> B`` registers the moving image A onto the fixed image
 T2-like -> T1, T1 -> T2-like and CT-like -> T1, built by :func:`imse.data.make_pair` (random
 smooth deformations up to 8 mm, own bias field and noise per image). 2D pairs are axial slices
 inside the central slab that the shipped evaluators never saw in training; 3D pairs are whole
-volumes (no 3D evaluator ships: the IMSE rows use the 2D evaluator on the volumes' axial
-slices).
+volumes, registered by IMSE with the shipped 3D evaluator (trained on the same T1 outside that
+slab; the pairs' contrasts and deformations are new to it).
 
 Rows: Initial (no registration), our optimisation with NCC, MI, MIND and IMSE (the shipped
 evaluator), the extra row MIND + IMSE (their sum: the combined loss the issue allows beside,
