@@ -278,6 +278,12 @@ def normalize_intensity(
     return image.with_array(np.clip(scaled, -1.0, 1.0).astype(np.float32))
 
 
+def normalize_for_registration(image: Image) -> Image:
+    """Intensities as the registration engine compares them: [-1, 1] over the image's
+    :func:`foreground_window` (percentiles, or the tissue's window for a CT-like image)."""
+    return normalize_intensity(image, window=foreground_window(image))
+
+
 def to_tensor(image: Image, device: "str | None" = None, dtype=None):
     """The array as a torch tensor ``[1, C, *spatial]`` (C = 1 for scalar images, the number of
     components for vector images), float32 unless ``dtype`` says otherwise."""

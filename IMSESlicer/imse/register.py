@@ -24,7 +24,7 @@ from .errors import ImageError
 from .field import as_displacement, jacobian_determinant, physical_points, warp
 from .filters import gaussian_smooth
 from .geometry import Geometry
-from .image import Image, foreground_window, from_tensor, grid_with_spacing, normalize_intensity, resample_to, resample_to_spacing, to_tensor
+from .image import Image, from_tensor, grid_with_spacing, normalize_for_registration, resample_to, resample_to_spacing, to_tensor
 from .networks import evaluator_fits
 from .progress import IterationTracker, Progress
 from .regularization import regularization
@@ -121,7 +121,7 @@ def register_pair(
     check_registration_inputs(fixed, moving, fixed_mask, moving_mask, settings, evaluator)
     device = resolve_device(settings.device)
     similarity = _build_similarity(settings, evaluator, device)
-    fixed_normalised, moving_normalised = (normalize_intensity(image, window=foreground_window(image)) for image in (fixed, moving))
+    fixed_normalised, moving_normalised = normalize_for_registration(fixed), normalize_for_registration(moving)
     levels = pyramid_grids(fixed, settings.levels)
     total = settings.iterations * len(levels) + (settings.affine_iterations if settings.affine else 0)
     tracker = IterationTracker(total, progress, should_stop, "The registration was cancelled; no result was produced.")

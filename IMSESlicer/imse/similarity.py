@@ -11,7 +11,10 @@ registration engine can treat all of them alike (:func:`build_similarity`).
   terms (for MI: of the voxels' contributions to the joint histogram). A mask that selects
   no voxel of some sample raises :class:`~imse.errors.ImageError`.
 * ``reduction``: ``"mean"`` (over the batch, a scalar), ``"sum"`` (a scalar) or ``"none"``
-  (one value per sample, ``[N]``).
+  (one value per sample, ``[N]``); the voxel-wise measures (``mse``, ``mae``, ``lncc``,
+  ``mind``, ``imse``) also take ``"voxel"``: the term at every voxel, ``[N, 1, *spatial]``
+  (averaged over descriptor channels, not masked), whose mask-weighted mean is the loss; the
+  global ones (``ncc``, ``mi``) refuse it.
 * Windows, patches and shifts are in voxels of the tensors' grid: the engine evaluates the
   losses on its working grid, whose spacing it chooses.
 * Bad shapes and unknown options raise :class:`~imse.errors.ImageError` naming the valid
@@ -49,6 +52,9 @@ from .filters import separable_filter
 from .networks import evaluator_fits, network_dimension
 
 REDUCTIONS = ("mean", "sum", "none")
+#: The voxel-wise similarities (MSE, MAE, LNCC, MIND, IMSE) also take ``voxel``: their cost at
+#: every voxel, ``[N, 1, *spatial]`` (see :mod:`imse.guidance`).
+VOXEL_REDUCTIONS = REDUCTIONS + ("voxel",)
 KERNELS = ("box", "gaussian")
 PARZEN_WINDOWS = ("bspline", "gaussian")
 MIND_DISTANCES = ("l2", "l1")
@@ -116,6 +122,23 @@ def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
     return per_sample
 
 
+def _reduce_voxels(values: torch.Tensor, mask: torch.Tensor | None, reduction: str) -> torch.Tensor:
+    """Voxel-wise ``values`` ``[N, C, *spatial]`` reduced: ``voxel`` keeps each voxel's mean over
+    the channels, ``[N, 1, *spatial]`` (unmasked); the other reductions take the mask-weighted
+    mean of each sample (:func:`_weighted_mean`), then :func:`_reduce`."""
+    _check_choice(reduction, VOXEL_REDUCTIONS, "reduction")
+    if reduction == "voxel":
+        return values.mean(1, keepdim=True)
+    return _reduce(_weighted_mean(values, mask), reduction)
+
+
+def _check_global_reduction(reduction: str, name: str) -> None:
+    """Refuse ``voxel`` for a measure of the whole image, saying which ones have voxel values."""
+    if reduction == "voxel":
+        raise ImageError(f"{name} measures the whole image and has no voxel-wise value; reduction 'voxel' is for mse, mae, lncc, mind and imse.")
+    _check_choice(reduction, REDUCTIONS, "reduction")
+
+
 def _weighted_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Per-sample mean of ``values`` ``[N, C, *spatial]`` over channels and voxels, each voxel
     weighted by ``mask`` ``[N or 1, 1, *spatial]``: ``[N]``."""
@@ -153,16 +176,14 @@ def mse(fixed: torch.Tensor, moving: torch.Tensor, mask: torch.Tensor | None = N
     """Mean squared intensity difference, ``>= 0``, 0 for identical images. For images of the
     same modality and intensity scale (units: intensity squared)."""
     _check_pair(fixed, moving)
-    _check_choice(reduction, REDUCTIONS, "reduction")
-    return _reduce(_weighted_mean((fixed - moving) ** 2, _check_mask(mask, fixed)), reduction)
+    return _reduce_voxels((fixed - moving) ** 2, _check_mask(mask, fixed), reduction)
 
 
 def mae(fixed: torch.Tensor, moving: torch.Tensor, mask: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
     """Mean absolute intensity difference, ``>= 0``, 0 for identical images; less sensitive to
     outliers than :func:`mse`. For images of the same modality and intensity scale."""
     _check_pair(fixed, moving)
-    _check_choice(reduction, REDUCTIONS, "reduction")
-    return _reduce(_weighted_mean((fixed - moving).abs(), _check_mask(mask, fixed)), reduction)
+    return _reduce_voxels((fixed - moving).abs(), _check_mask(mask, fixed), reduction)
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,7 +203,7 @@ def ncc(
     when ``a < 0``, 0 when uncorrelated. Invariant to a linear intensity change of either
     image. ``eps`` guards constant images (their correlation is taken as 0)."""
     _check_pair(fixed, moving)
-    _check_choice(reduction, REDUCTIONS, "reduction")
+    _check_global_reduction(reduction, "NCC")
     mask = _check_mask(mask, fixed)
     mean_f, mean_m = _weighted_mean(fixed, mask), _weighted_mean(moving, mask)
     centred_f = fixed - mean_f.view(-1, *[1] * (fixed.ndim - 1))
@@ -231,7 +252,7 @@ def lncc(
     IEEE TMI 38 (2019).
     """
     dim = _check_pair(fixed, moving)
-    _check_choice(reduction, REDUCTIONS, "reduction")
+    _check_choice(reduction, VOXEL_REDUCTIONS, "reduction")
     _check_choice(kernel, KERNELS, "kernel")
     sizes = _as_sizes(window, dim, "window")
     if any(size < 3 or size % 2 == 0 for size in sizes):
@@ -247,7 +268,7 @@ def lncc(
     var_f = (mean_ff - mean_f**2).clamp_min(0.0)
     var_m = (mean_mm - mean_m**2).clamp_min(0.0)
     squared_correlation = covariance**2 / (var_f * var_m + eps)
-    return _reduce(-_weighted_mean(squared_correlation, weights), reduction)
+    return _reduce_voxels(-squared_correlation, weights, reduction)
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,7 +425,7 @@ def mutual_information(
     chest using free-form deformations", IEEE TMI 22 (2003) (B-spline Parzen-window MI);
     Studholme et al., Pattern Recognition 32 (1999) (normalised MI).
     """
-    _check_choice(reduction, REDUCTIONS, "reduction")
+    _check_global_reduction(reduction, "Mutual information")
     joint = joint_histogram(fixed, moving, mask, bins, parzen, sigma, value_range)
     h_f = _entropy(joint.sum(2), (1,))
     h_m = _entropy(joint.sum(1), (1,))
@@ -496,12 +517,12 @@ def mind_ssc(
     just outside the mask still influence those near its border.
     """
     _check_pair(fixed, moving)
-    _check_choice(reduction, REDUCTIONS, "reduction")
+    _check_choice(reduction, VOXEL_REDUCTIONS, "reduction")
     _check_choice(distance, MIND_DISTANCES, "distance")
     mask = _check_mask(mask, fixed)
     difference = mind_ssc_descriptor(fixed, radius, dilation, kernel) - mind_ssc_descriptor(moving, radius, dilation, kernel)
     values = difference**2 if distance == "l2" else difference.abs()
-    return _reduce(_weighted_mean(values, mask), reduction)
+    return _reduce_voxels(values, mask, reduction)
 
 
 # --------------------------------------------------------------------------------------------
@@ -537,7 +558,7 @@ def imse(
     from .evaluator import predict  # imported here: the evaluator module pulls in SimpleITK
 
     dim = _check_pair(fixed, moving)
-    _check_choice(reduction, REDUCTIONS, "reduction")
+    _check_choice(reduction, VOXEL_REDUCTIONS, "reduction")
     _check_choice(reference, REFERENCES, "reference")
     if not isinstance(network, nn.Module):
         raise ImageError(f"The imse similarity needs an evaluator network (a torch Module), got {type(network).__name__}.")
@@ -555,7 +576,7 @@ def imse(
     magnitude = predict(network, other, trained).abs()
     if both_orders:
         magnitude = 0.5 * (magnitude + predict(network, trained, other).abs())
-    return _reduce(_weighted_mean(magnitude, mask), reduction)
+    return _reduce_voxels(magnitude, mask, reduction)
 
 
 # --------------------------------------------------------------------------------------------
@@ -564,11 +585,17 @@ def imse(
 
 
 class _Similarity(nn.Module):
-    """Base of the similarity modules: ``forward(fixed, moving, mask=None)`` returns the loss."""
+    """Base of the similarity modules: ``forward(fixed, moving, mask=None)`` returns the loss.
+    ``voxelwise``: whether the measure has a value at every voxel (``reduction="voxel"``)."""
+
+    voxelwise = True
 
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
-        _check_choice(reduction, REDUCTIONS, "reduction")
+        if self.voxelwise:
+            _check_choice(reduction, VOXEL_REDUCTIONS, "reduction")
+        else:
+            _check_global_reduction(reduction, type(self).__name__)
         self.reduction = reduction
 
     def extra_repr(self) -> str:
@@ -594,6 +621,8 @@ class MAE(_Similarity):
 
 class NCC(_Similarity):
     """:func:`ncc` (negative global normalised cross-correlation) as a module."""
+
+    voxelwise = False
 
     def __init__(self, reduction: str = "mean", eps: float = 1e-10) -> None:
         super().__init__(reduction)
@@ -623,6 +652,8 @@ class LNCC(_Similarity):
 
 class MutualInformation(_Similarity):
     """:func:`mutual_information` (negative Parzen-window MI, or NMI) as a module."""
+
+    voxelwise = False
 
     def __init__(
         self,
@@ -793,6 +824,7 @@ __all__ = [
     "NCC",
     "PARZEN_WINDOWS",
     "REDUCTIONS",
+    "VOXEL_REDUCTIONS",
     "SIMILARITIES",
     "WeightedSum",
     "build_similarity",

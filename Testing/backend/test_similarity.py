@@ -372,6 +372,38 @@ def test_reductions_are_consistent(name, dim, images_2d, images_3d):
     assert torch.allclose(similarity(fixed, moving, mask), similarity(fixed, moving, mask.expand_as(fixed)), atol=1e-6)
 
 
+VOXELWISE_NAMES = ["mse", "mae", "lncc", "mind", "imse"]
+
+
+@pytest.mark.parametrize("name", VOXELWISE_NAMES)
+@pytest.mark.parametrize("dim", [2, 3])
+def test_voxel_reduction_is_the_map_whose_weighted_mean_is_the_loss(name, dim, images_2d, images_3d):
+    fixed = images_of(dim, images_2d, images_3d)["t1"]
+    moving = translate(fixed, (1.5,) + (0.0,) * (dim - 1))
+    similarity = _build(name, dim)
+    mask = torch.zeros_like(fixed)
+    mask[(slice(None), slice(None), *[slice(4, -4)] * dim)] = 1.0
+    loss, masked_loss = similarity(fixed, moving).item(), similarity(fixed, moving, mask).item()
+    similarity.reduction = "voxel"
+    cost = similarity(fixed, moving)
+    assert cost.shape == fixed.shape
+    assert cost.mean().item() == pytest.approx(loss, abs=1e-5)
+    if name != "lncc":  # LNCC's local moments see the mask too, so its masked map differs
+        assert ((cost * mask).sum() / mask.sum()).item() == pytest.approx(masked_loss, abs=1e-5)
+    # The shifted pair's map is not the aligned pair's.
+    assert not torch.allclose(cost, similarity(fixed, fixed), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["ncc", "mi"])
+def test_global_measures_refuse_the_voxel_reduction(name, images_2d):
+    fixed = images_2d["t1"]
+    with pytest.raises(ImageError, match="whole image"):
+        sim.build_similarity(name, reduction="voxel")
+    function = {"ncc": sim.ncc, "mi": sim.mutual_information}[name]
+    with pytest.raises(ImageError, match="whole image"):
+        function(fixed, fixed, reduction="voxel")
+
+
 def test_lncc_options(images_2d, images_3d):
     t1 = images_2d["t1"]
     moving = translate(t1, (1.0, 0.0))
