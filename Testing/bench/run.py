@@ -12,6 +12,7 @@ import torch
 
 import bench_adacs
 import bench_evaluator
+import bench_guidance
 import echo_adacs
 import bench_registration
 
@@ -26,6 +27,7 @@ def main() -> None:
     print(bench_evaluator.run(out / "evaluator-3d", model="mni-t1-light-3d", paper_recipe_model=None, timings=False))
     print(bench_evaluator.run(out / "evaluator-3d-slicewise", paper_recipe_model=None, timings=False, dim=3))  # the 2D one, for comparison
     print(bench_registration.run(out / "registration"))
+    print(bench_guidance.run(out / "guidance"))
     print(bench_adacs.run(out / "adacs"))
     print(echo_adacs.run(out / "adacs"))
 
