@@ -67,7 +67,8 @@ def cheapest_shifts(
     smoothing_voxels: float,
 ) -> torch.Tensor:
     """Each voxel's cheapest shift ``[1, dim, *fixed_spatial]`` (mm) among ``shifts``
-    ``[K, dim]``, added to ``displacement`` ``[1, dim, *fixed_spatial]`` (mm, on the fixed grid).
+    ``[K, dim]`` (mm), when the moving image is warped by ``displacement``
+    ``[1, dim, *fixed_spatial]`` (mm, on the fixed grid) plus that shift.
 
     ``cost(fixed, warped)`` gives the voxel-wise cost ``[1, 1, *fixed_spatial]`` of ``fixed``
     ``[1, 1, *fixed_spatial]`` against the ``moving`` image ``[1, 1, *moving_spatial]`` warped;
@@ -100,6 +101,8 @@ def local_guidance(
     fixed image's smallest spacing, one voxel)."""
     if mask.shape != fixed.shape or not mask.any():
         raise ImageError("The guidance mask must be a non-empty boolean array of the fixed image's shape.")
+    if true_displacement.array.shape != (*fixed.shape, fixed.dim) or not true_displacement.geometry.isclose(fixed.geometry):
+        raise ImageError(f"The true displacement must be a {fixed.dim}-component vector image on the fixed image's grid; resample it first.")
     step_mm = float(min(fixed.geometry.spacing)) if step_mm is None else step_mm
     shifts = candidate_shifts(fixed.dim, radius, step_mm)
     fixed_tensor, moving_tensor = to_tensor(normalize_for_registration(fixed)), to_tensor(normalize_for_registration(moving))

@@ -79,3 +79,5 @@ def test_candidate_shifts_and_bad_input():
         local_guidance(BlindCost(), fixed, fixed, field, np.zeros(SHAPE, bool))
     with pytest.raises(ImageError, match="mask"):
         local_guidance(BlindCost(), fixed, fixed, field, np.ones((3, 3), bool))
+    with pytest.raises(ImageError, match="fixed image's grid"):
+        local_guidance(BlindCost(), fixed, fixed, Image(field.array[:-1], field.geometry), interior())
