@@ -123,10 +123,10 @@ def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
 
 
 def _reduce_voxels(values: torch.Tensor, mask: torch.Tensor | None, reduction: str) -> torch.Tensor:
-    """Voxel-wise ``values`` ``[N, C, *spatial]`` reduced: ``voxel`` keeps each voxel's mean over
-    the channels, ``[N, 1, *spatial]`` (unmasked); the other reductions take the mask-weighted
-    mean of each sample (:func:`_weighted_mean`), then :func:`_reduce`."""
-    _check_choice(reduction, VOXEL_REDUCTIONS, "reduction")
+    """Voxel-wise ``values`` ``[N, C, *spatial]`` reduced (one of :data:`VOXEL_REDUCTIONS`, which
+    the caller checked before computing them): ``voxel`` keeps each voxel's mean over the
+    channels, ``[N, 1, *spatial]`` (unmasked); the others take the mask-weighted mean of each
+    sample (:func:`_weighted_mean`), then :func:`_reduce`."""
     if reduction == "voxel":
         return values.mean(1, keepdim=True)
     return _reduce(_weighted_mean(values, mask), reduction)
@@ -176,6 +176,7 @@ def mse(fixed: torch.Tensor, moving: torch.Tensor, mask: torch.Tensor | None = N
     """Mean squared intensity difference, ``>= 0``, 0 for identical images. For images of the
     same modality and intensity scale (units: intensity squared)."""
     _check_pair(fixed, moving)
+    _check_choice(reduction, VOXEL_REDUCTIONS, "reduction")
     return _reduce_voxels((fixed - moving) ** 2, _check_mask(mask, fixed), reduction)
 
 
@@ -183,6 +184,7 @@ def mae(fixed: torch.Tensor, moving: torch.Tensor, mask: torch.Tensor | None = N
     """Mean absolute intensity difference, ``>= 0``, 0 for identical images; less sensitive to
     outliers than :func:`mse`. For images of the same modality and intensity scale."""
     _check_pair(fixed, moving)
+    _check_choice(reduction, VOXEL_REDUCTIONS, "reduction")
     return _reduce_voxels((fixed - moving).abs(), _check_mask(mask, fixed), reduction)
 
 

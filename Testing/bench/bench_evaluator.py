@@ -4,10 +4,9 @@ Pairs are built from the central slab of the MNI atlas that training held out: 2
 axial slices of the slab at 2 mm; 3D cases the whole volume at 3 mm, scored only inside the
 slab (the network needs the context around it; it trained on the rest). Both are the shipped
 evaluators' training spacings; the 2D evaluator also maps the 3D cases, slice by slice, for
-comparison. The fixed image
-is the T1 (the evaluator's trained modality, channel 1) and the moving image a contrast the
-evaluator never saw (T2-, PD- or CT-like), misaligned by a known translation or a known
-random deformation. Measured:
+comparison. The fixed image is the T1 (the evaluator's trained modality, channel 1) and the
+moving image a contrast the evaluator never saw (T2-, PD- or CT-like), misaligned by a known
+translation or a known random deformation. Measured:
 
 1. mean |E| against the size of the misalignment (translations 0-8 mm, deformations of
    growing size): is it monotone?
