@@ -71,7 +71,7 @@ from safetensors.torch import load_file
 from .device import resolve_device
 from .errors import ImageError
 from .field import as_displacement, displacement_to_mm, spatial_gradient, warp
-from .filters import gaussian_smooth
+from .filters import optional_gaussian_smooth
 from .geometry import Geometry
 from .models import CARD_SUFFIX, MODEL_SUFFIX, LoadedModel, ModelCard, save_model
 from .networks import LIGHT_CHANNELS, LightUNet, pad_to_multiple
@@ -769,7 +769,7 @@ class _PairEstimators(nn.Module):
 
     def displacement(self, source: torch.Tensor, target: torch.Tensor, geometry: Geometry) -> torch.Tensor:
         settings = self.settings
-        smoothed = gaussian_smooth(self.field_parameter, settings.smoothing_voxels) if settings.smoothing_voxels > 0 else self.field_parameter
+        smoothed = optional_gaussian_smooth(self.field_parameter, settings.smoothing_voxels)
         return as_displacement(smoothed, geometry, settings.diffeomorphic, settings.integration_steps)
 
     def score(self, target: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ from . import metrics
 from .device import resolve_device
 from .errors import ImageError
 from .networks import ARCHITECTURES
+from .register import OPTIMIZERS
 from .regularization import REGULARIZERS
 from .similarity import SIMILARITIES, similarity_terms
 from .train_evaluator import RECIPES
@@ -237,6 +238,7 @@ def _register(args: argparse.Namespace) -> None:
         regularization_weight=args.regularization_weight,
         diffeomorphic=args.diffeomorphic,
         affine=args.affine,
+        optimizer=args.optimizer,
         device=args.device,
     )
     if network is not None:  # --model named the network: error maps (and an imse refinement) use the default evaluator
@@ -252,6 +254,7 @@ def _register(args: argparse.Namespace) -> None:
     summary = {
         "mode": "optimisation" if network is None else f"network {network.card.name}" + (f" + {args.refine_iterations} refinement iterations" if args.refine_iterations else ""),
         "similarity": similarity,
+        "optimizer": settings.optimizer if network is None or args.refine_iterations else None,
         "seconds": round(result.seconds, 2),
         "folding_percent": metrics.folding_percentage(result.displacement),
         "mean_gradient_magnitude": metrics.mean_gradient_magnitude(result.displacement),
@@ -555,7 +558,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_reference_option(register, " (imse similarity and error maps)")
     register.add_argument("--levels", type=int, help="pyramid levels (default: 3; 1 when refining a network's result)")
-    register.add_argument("--iterations", type=int, default=150, help="iterations per level at most (default: %(default)s)")
+    register.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default="adam",
+        help="adam: gradient descent; discrete: a gradient-free search over shifts, for voxel-wise similarities (mse, mae, lncc, mind, imse) (default: %(default)s)",
+    )
+    register.add_argument("--iterations", type=int, default=150, help="Adam iterations per level at most (default: %(default)s)")
     register.add_argument("--regularization", choices=REGULARIZERS, default="diffusion", help="(default: %(default)s)")
     register.add_argument("--regularization-weight", type=float, help="(default: a weight suited to the similarity)")
     register.add_argument("--diffeomorphic", action="store_true", help="optimise a stationary velocity field (invertible result)")

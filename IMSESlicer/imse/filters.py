@@ -77,4 +77,10 @@ def gaussian_smooth(x: torch.Tensor, sigma: float, padding: str = "replicate") -
     return separable_filter(x, [gaussian_kernel(sigma, like=x)] * (x.ndim - 2), padding)
 
 
+def optional_gaussian_smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """:func:`gaussian_smooth` of ``x`` ``[N, C, *spatial]`` by ``sigma`` voxels, or ``x`` itself
+    when ``sigma`` is 0 (a setting that switches smoothing off)."""
+    return gaussian_smooth(x, sigma) if sigma > 0 else x
+
+
 # --- Elastic warp -------------------------------------------------------------------------

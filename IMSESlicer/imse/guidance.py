@@ -22,15 +22,13 @@ registration benchmark's pairs (``make bench``).
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
+from .discrete import candidate_shifts, cost_against, shift_costs
 from .errors import ImageError
-from .field import warp
-from .filters import gaussian_smooth
 from .image import Image, normalize_for_registration, to_tensor
 
 
@@ -47,15 +45,6 @@ class Guidance:
         return asdict(self)
 
 
-def candidate_shifts(dim: int, radius: int, step_mm: float) -> torch.Tensor:
-    """Every constant shift with ``-radius..radius`` steps of ``step_mm`` per axis:
-    ``[(2 radius + 1) ** dim, dim]`` in mm, zero among them."""
-    if radius < 1 or not step_mm > 0:
-        raise ImageError(f"The shifts need a radius of at least 1 step and a positive step; got {radius} and {step_mm} mm.")
-    steps = itertools.product(range(-radius, radius + 1), repeat=dim)
-    return torch.tensor(list(steps), dtype=torch.float32) * step_mm
-
-
 @torch.no_grad()
 def cheapest_shifts(
     cost: torch.nn.Module,
@@ -67,19 +56,11 @@ def cheapest_shifts(
     smoothing_voxels: float,
 ) -> torch.Tensor:
     """Each voxel's cheapest shift ``[1, dim, *fixed_spatial]`` (mm) among ``shifts``
-    ``[K, dim]`` (mm), when the moving image is warped by ``displacement``
-    ``[1, dim, *fixed_spatial]`` (mm, on the fixed grid) plus that shift.
-
-    ``cost(fixed, warped)`` gives the voxel-wise cost ``[1, 1, *fixed_spatial]`` of ``fixed``
-    ``[1, 1, *fixed_spatial]`` against the ``moving`` image ``[1, 1, *moving_spatial]`` warped;
-    ``geometries`` are (fixed, moving) :class:`~imse.geometry.Geometry`. Ties go to the first
-    shift in ``shifts``' order."""
-    fixed_geometry, moving_geometry = geometries
-    costs = []
-    for shift in shifts:
-        warped = warp(moving, displacement + shift.view(1, -1, *[1] * (displacement.dim() - 2)), fixed_geometry, moving_geometry)
-        costs.append(gaussian_smooth(cost(fixed, warped), smoothing_voxels))
-    cheapest = torch.cat(costs, 1).argmin(1)  # [1, *spatial]
+    ``[K, dim]`` (mm) for the voxel-wise ``cost`` module, when the moving image is warped by
+    ``displacement`` plus that shift (the arguments of :func:`imse.discrete.shift_costs`). Ties
+    go to the first shift in ``shifts``' order."""
+    costs = shift_costs(cost_against(cost, fixed), moving, displacement, geometries, shifts, smoothing_voxels)
+    cheapest = costs.argmin(1)  # [1, *spatial]
     return shifts.to(cheapest.device)[cheapest].movedim(-1, 1)
 
 

@@ -53,8 +53,9 @@ from .networks import evaluator_fits, network_dimension
 
 REDUCTIONS = ("mean", "sum", "none")
 #: The voxel-wise similarities (MSE, MAE, LNCC, MIND, IMSE) also take ``voxel``: their cost at
-#: every voxel, ``[N, 1, *spatial]`` (see :mod:`imse.guidance`).
+#: every voxel, ``[N, 1, *spatial]`` (see :mod:`imse.guidance` and :mod:`imse.discrete`).
 VOXEL_REDUCTIONS = REDUCTIONS + ("voxel",)
+VOXEL_SIMILARITIES = ("mse", "mae", "lncc", "mind", "imse")
 KERNELS = ("box", "gaussian")
 PARZEN_WINDOWS = ("bspline", "gaussian")
 MIND_DISTANCES = ("l2", "l1")
@@ -135,7 +136,7 @@ def _reduce_voxels(values: torch.Tensor, mask: torch.Tensor | None, reduction: s
 def _check_global_reduction(reduction: str, name: str) -> None:
     """Refuse ``voxel`` for a measure of the whole image, saying which ones have voxel values."""
     if reduction == "voxel":
-        raise ImageError(f"{name} measures the whole image and has no voxel-wise value; reduction 'voxel' is for mse, mae, lncc, mind and imse.")
+        raise ImageError(f"{name} measures the whole image and has no voxel-wise value; reduction 'voxel' is for {', '.join(VOXEL_SIMILARITIES)}.")
     _check_choice(reduction, REDUCTIONS, "reduction")
 
 
@@ -522,9 +523,14 @@ def mind_ssc(
     _check_choice(reduction, VOXEL_REDUCTIONS, "reduction")
     _check_choice(distance, MIND_DISTANCES, "distance")
     mask = _check_mask(mask, fixed)
-    difference = mind_ssc_descriptor(fixed, radius, dilation, kernel) - mind_ssc_descriptor(moving, radius, dilation, kernel)
-    values = difference**2 if distance == "l2" else difference.abs()
+    values = _descriptor_distance(mind_ssc_descriptor(fixed, radius, dilation, kernel), mind_ssc_descriptor(moving, radius, dilation, kernel), distance)
     return _reduce_voxels(values, mask, reduction)
+
+
+def _descriptor_distance(fixed_descriptor: torch.Tensor, moving_descriptor: torch.Tensor, distance: str) -> torch.Tensor:
+    """Squared (``l2``) or absolute (``l1``) difference of two descriptors, channel by channel."""
+    difference = fixed_descriptor - moving_descriptor
+    return difference**2 if distance == "l2" else difference.abs()
 
 
 # --------------------------------------------------------------------------------------------
@@ -699,6 +705,16 @@ class MINDSSC(_Similarity):
     def forward(self, fixed: torch.Tensor, moving: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return mind_ssc(fixed, moving, mask, self.radius, self.dilation, self.kernel, self.distance, self.reduction)
 
+    def features(self, image: torch.Tensor) -> torch.Tensor:
+        """The MIND-SSC descriptor of ``image`` ``[N, 1, *spatial]``: ``[N, C, *spatial]``. With
+        :meth:`feature_cost`, it lets a caller that compares one fixed image with many warped
+        ones (the discrete optimiser) describe the fixed image once."""
+        return mind_ssc_descriptor(image, self.radius, self.dilation, self.kernel)
+
+    def feature_cost(self, fixed_features: torch.Tensor, moving_features: torch.Tensor) -> torch.Tensor:
+        """The voxel-wise cost ``[N, 1, *spatial]`` of two descriptors from :meth:`features`."""
+        return _reduce_voxels(_descriptor_distance(fixed_features, moving_features, self.distance), None, "voxel")
+
 
 class IMSESimilarity(_Similarity):
     """:func:`imse` with a frozen evaluator network: the module puts ``network`` in eval mode and
@@ -827,6 +843,7 @@ __all__ = [
     "PARZEN_WINDOWS",
     "REDUCTIONS",
     "VOXEL_REDUCTIONS",
+    "VOXEL_SIMILARITIES",
     "SIMILARITIES",
     "WeightedSum",
     "build_similarity",
