@@ -1,5 +1,6 @@
 """Local guidance (imse.guidance): a cost that sees a known shift points every voxel to it; a
-cost blind to alignment scores as such; bad masks and shifts are refused."""
+cost blind to alignment scores as such; bad masks and fields are refused (the candidate shifts
+are tested with imse.discrete)."""
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 from imse.errors import ImageError
 from imse.filters import gaussian_smooth
 from imse.geometry import Geometry
-from imse.guidance import candidate_shifts, local_guidance
+from imse.guidance import local_guidance
 from imse.image import Image
 from imse.similarity import build_similarity
 
@@ -67,12 +68,7 @@ def test_a_cost_blind_to_alignment_scores_no_guidance():
     assert scores.gain_mm < 0.0
 
 
-def test_candidate_shifts_and_bad_input():
-    shifts = candidate_shifts(3, 1, 1.5)
-    assert shifts.shape == (27, 3)
-    assert (shifts.abs().sum(1) == 0).sum() == 1 and shifts.abs().max() == 1.5
-    with pytest.raises(ImageError, match="radius"):
-        candidate_shifts(2, 0, 1.0)
+def test_bad_masks_and_fields_are_refused():
     fixed = textured_image((2.0, 2.0))
     field = constant_field(fixed, (0.0, 0.0))
     with pytest.raises(ImageError, match="mask"):
