@@ -29,6 +29,13 @@ from IMSESlicerLib import panel
 
 #: What the panel offers -> the backend's similarity name (AdaCS runs `imse adacs register`).
 SIMILARITIES = {"MIND": "mind", "IMSE": "imse", "MIND + IMSE": "mind+imse", "AdaCS": "adacs", "MI": "mi", "NCC": "ncc", "MSE": "mse"}
+#: What the panel offers -> the backend's optimiser (``imse register --optimizer``).
+OPTIMIZERS = {"gradient (Adam)": "adam", "discrete search": "discrete"}
+#: The similarities the discrete search can use: it compares costs voxel by voxel.
+VOXELWISE = ("MIND", "IMSE", "MIND + IMSE", "MSE")
+DISCRETE_NEEDS_VOXELWISE = _(
+    "The discrete search compares the images voxel by voxel: choose MIND, IMSE, MIND + IMSE or MSE, or the gradient (Adam) optimiser."
+)
 DEVICES = ("auto", "cuda", "cpu")
 
 
@@ -52,9 +59,9 @@ class IMSERegistration(ScriptedLoadableModule):
 class IMSERegistrationParameterNode:
     """Inputs (fixed/moving volumes, optional label-map masks), options (similarity; reference:
     which volume is in the evaluator's trained modality, for the IMSE choices; mode
-    optimisation/network, levels, iterations, regularisation weight with 0 meaning the
-    similarity's default, diffeomorphic, affine, device, model) and outputs (transform, warped
-    volume; new nodes when empty)."""
+    optimisation/network; optimiser, gradient or discrete search; levels, iterations,
+    regularisation weight with 0 meaning the similarity's default, diffeomorphic, affine,
+    device, model) and outputs (transform, warped volume; new nodes when empty)."""
 
     fixedVolume: vtkMRMLScalarVolumeNode
     movingVolume: vtkMRMLScalarVolumeNode
@@ -63,6 +70,7 @@ class IMSERegistrationParameterNode:
     similarity: Annotated[str, Choice(list(SIMILARITIES))] = "MIND"
     reference: Annotated[str, Choice(["fixed", "moving"])] = "fixed"
     mode: Annotated[str, Choice(["optimisation", "network"])] = "optimisation"
+    optimizer: Annotated[str, Choice(list(OPTIMIZERS))] = "gradient (Adam)"
     levels: Annotated[int, WithinRange(1, 6)] = 3
     iterations: Annotated[int, WithinRange(0, 5000)] = 150
     regularizationWeight: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
@@ -94,15 +102,20 @@ class IMSERegistrationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWid
         parameters = self._parameterNode
         ready = bool(parameters and parameters.fixedVolume and parameters.movingVolume)
         ready = ready and (parameters.mode == "optimisation" or bool(parameters.model))
-        self.ui.applyButton.enabled = ready or self.controller.running
+        discrete = bool(parameters and OPTIMIZERS[parameters.optimizer] == "discrete")
+        searchable = not discrete or parameters.similarity in VOXELWISE
+        self.ui.applyButton.enabled = (ready and searchable) or self.controller.running
         self.ui.modelComboBox.enabled = bool(parameters and parameters.mode == "network")
         self.ui.referenceComboBox.enabled = bool(parameters and "imse" in SIMILARITIES[parameters.similarity])
+        self.ui.regularizationSpinBox.enabled = not discrete  # the discrete search regularises by smoothing
+        self.ui.iterationsSpinBox.enabled = not (discrete and parameters.mode == "optimisation")  # it runs a fixed schedule
         if not self.controller.running:
-            self.ui.applyButton.toolTip = (
-                _("Register the moving volume onto the fixed one (runs in the background; press again to cancel).")
-                if ready
-                else _("Choose a fixed and a moving volume (and, in network mode, a registration network).")
-            )
+            if not ready:
+                self.ui.applyButton.toolTip = _("Choose a fixed and a moving volume (and, in network mode, a registration network).")
+            elif not searchable:
+                self.ui.applyButton.toolTip = DISCRETE_NEEDS_VOXELWISE
+            else:
+                self.ui.applyButton.toolTip = _("Register the moving volume onto the fixed one (runs in the background; press again to cancel).")
 
     def onApplyButton(self) -> None:
         self.startOrCancel(_("Could not start the registration."), lambda: self.logic.registrationRun(self._parameterNode), self.onRunDone)
@@ -147,6 +160,9 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
         similarity = SIMILARITIES[parameters.similarity]
         if parameters.mode == "network" and not parameters.model:
             raise ValueError(_("Network mode needs a trained registration network: choose one, or use optimisation."))
+        optimizer = OPTIMIZERS[parameters.optimizer]
+        if optimizer == "discrete" and parameters.similarity not in VOXELWISE:
+            raise ValueError(DISCRETE_NEEDS_VOXELWISE)
         fixed = world_image_from_volume(parameters.fixedVolume)
         moving = world_image_from_volume(parameters.movingVolume)
         planar = fixed.shape[0] == 1
@@ -158,8 +174,8 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
             arguments = ["adacs", "register", movingPath, fixedPath, "--out", out, "--iterations", str(max(parameters.iterations, 1))]
         else:
             arguments = ["register", fixedPath, movingPath, "--out", out, "--similarity", similarity, "--iterations", str(parameters.iterations)]
-            arguments += ["--levels", str(parameters.levels), "--reference", parameters.reference]
-            if parameters.regularizationWeight > 0:
+            arguments += ["--levels", str(parameters.levels), "--reference", parameters.reference, "--optimizer", optimizer]
+            if parameters.regularizationWeight > 0 and optimizer == "adam":
                 arguments += ["--regularization-weight", str(parameters.regularizationWeight)]
             if parameters.diffeomorphic:
                 arguments.append("--diffeomorphic")

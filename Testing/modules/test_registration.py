@@ -67,6 +67,36 @@ def test_logic_bad_input_says_what_to_do(scene):
         logic.registrationRun(_parameters(logic, nodes, mode="network"))
 
 
+def test_discrete_search_from_the_logic_and_the_panel(scene):
+    """The logic hands the discrete optimiser to the backend and the result improves the tissue
+    overlap; the panel greys out what it ignores and will not start it with MI."""
+    from IMSERegistration import IMSERegistrationLogic
+    from IMSESlicerLib.sample_data import load_sample
+
+    nodes = load_sample(scene, "IMSE brain pair 2D")
+    logic = IMSERegistrationLogic()
+    run = logic.registrationRun(_parameters(logic, nodes, similarity="MIND", optimizer="discrete search", regularizationWeight=2.0))
+    arguments = run.arguments
+    assert arguments[arguments.index("--optimizer") + 1] == "discrete" and "--regularization-weight" not in arguments
+    result = run.start().wait()
+    assert float(next(row["value"] for row in result.rows if row["quantity"] == "folding_percent")) == 0
+    with pytest.raises(ValueError, match="voxel by voxel"):
+        logic.registrationRun(_parameters(logic, nodes, similarity="MI", optimizer="discrete search"))
+
+    widget = slicer_standin.open_module("IMSERegistration")
+    ui = widget.ui
+    ui.fixedVolumeSelector.setCurrentNode(nodes["fixed"])
+    ui.movingVolumeSelector.setCurrentNode(nodes["moving"])
+    assert not ui.applyButton.enabled  # the panel shows the logic's last choices: MI with the discrete search
+    ui.optimizerComboBox.currentIndex = ui.optimizerComboBox.findText("gradient (Adam)")
+    assert ui.applyButton.enabled and ui.regularizationSpinBox.enabled and ui.iterationsSpinBox.enabled
+    ui.similarityComboBox.currentIndex = ui.similarityComboBox.findText("MIND")
+    ui.optimizerComboBox.currentIndex = ui.optimizerComboBox.findText("discrete search")
+    assert ui.applyButton.enabled and not ui.regularizationSpinBox.enabled and not ui.iterationsSpinBox.enabled
+    ui.similarityComboBox.currentIndex = ui.similarityComboBox.findText("MI")
+    assert not ui.applyButton.enabled and "voxel by voxel" in ui.applyButton.toolTip
+
+
 def test_panel_registers_and_cancel_leaves_nothing(scene, screenshots):
     from IMSESlicerLib.sample_data import load_sample
 
