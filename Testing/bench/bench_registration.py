@@ -8,9 +8,10 @@ inside the central slab that the shipped evaluators never saw in training; 3D pa
 volumes, registered by IMSE with the shipped 3D evaluator (trained on the same T1 outside that
 slab; the pairs' contrasts and deformations are new to it).
 
-Rows: Initial (no registration), our optimisation with NCC, MI, MIND and IMSE (the shipped
-evaluator), the extra row MIND + IMSE (their sum: the combined loss the issue allows beside,
-never instead of, IMSE alone), IMSE (network) with the installed 2D model trained with the IMSE
+Rows: Initial (no registration), our optimisation (Adam) with NCC, MI, MIND and IMSE (the
+shipped evaluator), the extra row MIND + IMSE (their sum: the combined loss the issue allows
+beside, never instead of, IMSE alone), MIND and IMSE with the discrete search
+(:mod:`imse.discrete`) instead of Adam, IMSE (network) with the installed 2D model trained with the IMSE
 loss, and the peers a user would pick instead, when installed: elastix (itk-elastix, its
 default B-spline map with AdvancedMattesMutualInformation) and ANTs SyN (antspyx, affine then
 SyN, Mattes MI for both; it runs in its own environment, ``make ants``, and its seconds are the
@@ -57,7 +58,19 @@ SETUPS = {
     2: {"spacing_mm": 2.0, "pairs_per_kind": 7, "levels": 3, "iterations": 150},
     3: {"spacing_mm": 3.0, "pairs_per_kind": 2, "levels": 2, "iterations": 100},
 }
-OURS = ("ncc", "mi", "mind", "imse", "mind+imse")
+#: Our rows: name -> (similarity, optimiser, pyramid levels; None: the dimension's). IMSE's
+#: discrete search runs on the finest level alone: on the coarser ones the evaluator sees images
+#: at 2 to 4 times its training spacing and leads the search astray (2D EPE 5.20 mm with 3
+#: levels, 3.36 with 1).
+OURS = {
+    "ncc": ("ncc", "adam", None),
+    "mi": ("mi", "adam", None),
+    "mind": ("mind", "adam", None),
+    "imse": ("imse", "adam", None),
+    "mind+imse": ("mind+imse", "adam", None),
+    "mind_discrete": ("mind", "discrete", None),
+    "imse_discrete": ("imse", "discrete", 1),
+}
 METHOD_NAMES = {
     "initial": "Initial",
     "ncc": "NCC",
@@ -65,12 +78,15 @@ METHOD_NAMES = {
     "mind": "MIND",
     "imse": "IMSE (optimisation)",
     "mind+imse": "MIND + IMSE (combined, optimisation)",
+    "mind_discrete": "MIND (discrete search)",
+    "imse_discrete": "IMSE (discrete search, finest level only)",
     "imse_network": "IMSE (network, one shot)",
     "elastix": "elastix B-spline (MI)",
     "ants": "ANTs SyN (Mattes MI)",
     "truth": "True field (what a perfect registration reaches)",
 }
 COLUMNS = ("dice_gm", "dice_wm", "hd95_mm", "epe_mm", "folding_percent", "mean_grad", "imse_error", "seconds", "cpu_seconds")
+IMSE_DISCRETE_3D = "2D only: the search calls the 3D evaluator 216 times per level, about 2.5 min per volume on 1 CPU thread"
 ANTS_MISSING = "not installed (make ants builds its own environment: antspyx 0.6.3 pins numpy < 2.4 and scipy < 1.16)"
 
 #: A method registers a pair's moving image onto its fixed image and returns (displacement
@@ -96,15 +112,20 @@ def pairs(dim: int, pairs_per_kind: int) -> list[tuple[str, int, Pair]]:
     return cases
 
 
-def our_method(similarity: str, dim: int, evaluator) -> Method:
-    """Our optimisation with ``similarity`` and the engine's default settings, with the
-    benchmark's pyramid and iterations. IMSE puts the T1 image (the evaluator's trained
-    modality) in the evaluator's reference channel."""
+def our_method(similarity: str, dim: int, evaluator, optimizer: str = "adam", levels: int | None = None) -> Method:
+    """Our optimisation with ``similarity``, ``optimizer`` and the engine's default settings,
+    with the benchmark's iterations and pyramid (or ``levels``). IMSE puts the T1 image (the
+    evaluator's trained modality) in the evaluator's reference channel."""
 
     def run(pair: Pair) -> tuple[Image, float]:
         options = {"reference": "fixed" if pair.fixed_contrast == "t1" else "moving"} if "imse" in similarity else {}
         settings = RegistrationSettings(
-            similarity=similarity, similarity_options=options, levels=SETUPS[dim]["levels"], iterations=SETUPS[dim]["iterations"], device="cpu"
+            similarity=similarity,
+            similarity_options=options,
+            levels=levels or SETUPS[dim]["levels"],
+            iterations=SETUPS[dim]["iterations"],
+            optimizer=optimizer,
+            device="cpu",
         )
         result = register_pair(pair.fixed, pair.moving, settings, evaluator=evaluator)
         return result.displacement, result.seconds
@@ -148,9 +169,11 @@ def methods(dim: int, threads: int, evaluator) -> dict[str, Method | str]:
     """Every row's method (in :data:`METHOD_NAMES` order, without Initial and the true field),
     or the reason it has no figures; ``evaluator``: the installed one (in 3D, the 2D one when no
     3D evaluator is installed) or None."""
-    rows: dict[str, Method | str] = {name: our_method(name, dim, evaluator) for name in OURS}
+    rows: dict[str, Method | str] = {name: our_method(similarity, dim, evaluator, optimizer, levels) for name, (similarity, optimizer, levels) in OURS.items()}
+    if dim == 3:
+        rows["imse_discrete"] = IMSE_DISCRETE_3D
     if evaluator is None:
-        rows["imse"] = rows["mind+imse"] = f"no {dim}D evaluator installed"
+        rows["imse"] = rows["mind+imse"] = rows["imse_discrete"] = f"no {dim}D evaluator installed"
     rows["imse_network"] = network_method(dim)
     rows["elastix"] = elastix_method(threads) if peers.elastix_available() else "not installed (pip install 'imse[bench]')"
     rows["ants"] = ants_method(threads) if peers.ants_available() else ANTS_MISSING
@@ -180,12 +203,16 @@ def score(pair, displacement: Image, seconds: float, evaluator=None) -> dict[str
     }
 
 
-def run_dimension(dim: int, threads: int, out: Path, pairs_per_kind: int | None = None, log=print) -> tuple[list[dict], dict[str, str]]:
-    """Register every pair of ``dim`` with every installed method and save a picture of the
-    first pair of each kind under ``out``. Returns one row per (pair, method), and the reasons
-    of the rows that have no figures."""
+def run_dimension(
+    dim: int, threads: int, out: Path, pairs_per_kind: int | None = None, only: tuple[str, ...] | None = None, log=print
+) -> tuple[list[dict], dict[str, str]]:
+    """Register every pair of ``dim`` with every installed method (or the methods named in
+    ``only``) and save a picture of the first pair of each kind under ``out``. Returns one row
+    per (pair, method), and the reasons of the rows that have no figures."""
     evaluator = installed_evaluator(dim, slicewise=True)
     rows_by_method = methods(dim, threads, evaluator)
+    if only is not None:
+        rows_by_method = {name: method for name, method in rows_by_method.items() if name in only}
     runnable = {name: method for name, method in rows_by_method.items() if callable(method)}
     cases = pairs(dim, pairs_per_kind or SETUPS[dim]["pairs_per_kind"])
     if "elastix" in runnable:  # warm-up, not timed: the first call loads ITK's libraries
@@ -282,8 +309,9 @@ def markdown(summary: dict, missing: dict[int, dict[str, str]], counts: dict[tup
     return "\n".join(lines)
 
 
-def run(out: Path, dims: tuple[int, ...] = (2, 3), pairs_per_kind: int | None = None) -> str:
-    """Run the benchmark for ``dims``; write results.md, pairs.csv and summary.csv under ``out``."""
+def run(out: Path, dims: tuple[int, ...] = (2, 3), pairs_per_kind: int | None = None, only: tuple[str, ...] | None = None) -> str:
+    """Run the benchmark for ``dims`` (every method, or those named in ``only``, with Initial
+    and the true field); write results.md, pairs.csv and summary.csv under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     # One thread for every method: elastix (itk-elastix 0.25.4) segfaults with more on these
     # pairs (InsightSoftwareConsortium/ITKElastix issues 160 and 295).
@@ -292,7 +320,7 @@ def run(out: Path, dims: tuple[int, ...] = (2, 3), pairs_per_kind: int | None = 
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, CUDA: {torch.cuda.is_available()}"
     rows, missing = [], {}
     for dim in dims:
-        dim_rows, missing[dim] = run_dimension(dim, threads, out, pairs_per_kind)
+        dim_rows, missing[dim] = run_dimension(dim, threads, out, pairs_per_kind, only)
         rows += dim_rows
         _write_csv(out / "pairs.csv", rows)
     summary = summarise(rows)
@@ -319,9 +347,10 @@ def main() -> None:
     parser.add_argument("--out", default="bench-output/registration")
     parser.add_argument("--dims", type=int, nargs="+", default=[2, 3])
     parser.add_argument("--pairs-per-kind", type=int, help="(default: 7 in 2D, 2 in 3D)")
+    parser.add_argument("--methods", nargs="+", choices=[name for name in METHOD_NAMES if name not in ("initial", "truth")], help="only these rows (default: all)")
     args = parser.parse_args()
     started = time.perf_counter()
-    print(run(Path(args.out), tuple(args.dims), args.pairs_per_kind))
+    print(run(Path(args.out), tuple(args.dims), args.pairs_per_kind, tuple(args.methods) if args.methods else None))
     print(f"{time.perf_counter() - started:.0f} s")
 
 
