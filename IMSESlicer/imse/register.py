@@ -5,7 +5,9 @@ exponential is the displacement) is optimised with Adam from coarse to fine over
 of grids in physical space, minimising ``similarity(fixed, moving o (id + u)) + weight *
 regularisation(u)``, optionally after an affine pre-alignment. The similarity is any of
 :mod:`imse.similarity` (the IMSE evaluator, MIND, MI, NCC, ...): the loop does not care
-which. Everything is physical: level grids keep the fixed image's box and direction, the
+which. Instead of Adam, ``optimizer="discrete"`` runs the gradient-free search of
+:mod:`imse.discrete` on each level (voxel-wise similarities; the smoothing of the field is its
+regulariser). Everything is physical: level grids keep the fixed image's box and direction, the
 regularisation uses mm derivatives, and the result is a displacement in mm on the fixed grid
 in ITK's convention (the fixed point ``p`` maps to the moving point ``p + u(p)``).
 """
@@ -30,15 +32,15 @@ from .networks import evaluator_fits
 from .progress import IterationTracker, Progress
 from .regularization import regularization
 
-#: Diffusion weights that balance each similarity's scale, chosen on 2D MNI pairs with known
-#: 6 mm deformations (T2-, PD- and CT-like against T1; mean end-point error in the brain).
-#: The IMSE weight awaits the same sweep with trained evaluators.
 #: The optimisers of the dense stage: Adam on the similarity plus the regulariser, or the
 #: gradient-free search of :mod:`imse.discrete`.
 OPTIMIZERS = ("adam", "discrete")
-#: The width (voxels) of the Gaussian that smooths the field, per optimiser (chosen on the same
-#: pairs; see ``RegistrationSettings.smoothing_voxels``).
+#: The width (voxels) of the Gaussian that smooths the field, per optimiser (chosen on the
+#: registration benchmark's 2D pairs; see ``RegistrationSettings.smoothing_voxels``).
 DEFAULT_SMOOTHING_VOXELS = {"adam": 1.5, "discrete": 2.5}
+#: Diffusion weights that balance each similarity's scale, chosen on 2D MNI pairs with known
+#: 6 mm deformations (T2-, PD- and CT-like against T1; mean end-point error in the brain).
+#: The IMSE weight awaits the same sweep with trained evaluators.
 DEFAULT_REGULARIZATION_WEIGHTS = {"mind": 0.3, "mi": 3.0, "ncc": 0.3, "lncc": 1.0, "mse": 1.0, "mae": 1.0, "imse": 1.0}
 
 
@@ -61,7 +63,7 @@ class RegistrationSettings:
             pixel noise in the field, and is the discrete optimiser's only regulariser (0: off;
             ``None``: :data:`DEFAULT_SMOOTHING_VOXELS` of the optimiser). On 2D MNI pairs, 1.5
             lowered Adam's end-point error from 1.59 to 1.24 mm at the same spread of det J;
-            the discrete search needs 2.5 (1.5 left 0.02 % folds and 0.6 mm more error).
+            the discrete search needs 2.5 (1.5 left 0.02 % folds and 0.55 mm more error).
         diffeomorphic: optimise a stationary velocity field and integrate it (scaling and
             squaring), which keeps the map invertible.
         affine: affine pre-alignment (at the coarsest level) before the dense stage.
@@ -149,11 +151,11 @@ def register_pair(
     started = time.perf_counter()
     check_registration_inputs(fixed, moving, fixed_mask, moving_mask, settings, evaluator)
     device = resolve_device(settings.device)
-    similarity = _build_similarity(settings, evaluator, device)
-    voxel_cost = _build_similarity(settings, evaluator, device, reduction="voxel") if settings.optimizer == "discrete" else None
+    discrete = settings.optimizer == "discrete"
+    similarity = _build_similarity(settings, evaluator, device)  # Adam's loss; the affine stage's for both
+    voxel_cost = _build_similarity(settings, evaluator, device, reduction="voxel") if discrete else None
     fixed_normalised, moving_normalised = normalize_for_registration(fixed), normalize_for_registration(moving)
     levels = pyramid_grids(fixed, settings.levels)
-    discrete = settings.optimizer == "discrete"
     steps_per_level = len(settings.discrete_steps_voxels) if discrete else settings.iterations
     total = steps_per_level * len(levels) + (settings.affine_iterations if settings.affine else 0)
     tracker = IterationTracker(total, progress, should_stop, "The registration was cancelled; no result was produced.")

@@ -11,8 +11,8 @@ slab; the pairs' contrasts and deformations are new to it).
 Rows: Initial (no registration), our optimisation (Adam) with NCC, MI, MIND and IMSE (the
 shipped evaluator), the extra row MIND + IMSE (their sum: the combined loss the issue allows
 beside, never instead of, IMSE alone), MIND and IMSE with the discrete search
-(:mod:`imse.discrete`) instead of Adam, IMSE (network) with the installed 2D model trained with the IMSE
-loss, and the peers a user would pick instead, when installed: elastix (itk-elastix, its
+(:mod:`imse.discrete`) instead of Adam, IMSE (network) with the installed 2D model trained
+with the IMSE loss, and the peers a user would pick instead, when installed: elastix (itk-elastix, its
 default B-spline map with AdvancedMattesMutualInformation) and ANTs SyN (antspyx, affine then
 SyN, Mattes MI for both; it runs in its own environment, ``make ants``, and its seconds are the
 registration alone, as ANTs timed it).
