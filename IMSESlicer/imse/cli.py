@@ -216,6 +216,20 @@ def _staged_folder(out: Path):
         shutil.rmtree(staging, ignore_errors=True)
 
 
+AUTO_MASK = "auto"
+
+
+def _registration_mask(option: str | None, image):
+    """The mask an ``--*-mask`` option names: none, the image's automatic foreground
+    (``auto``, :func:`imse.foreground.foreground_mask`), or the mask file."""
+    from .foreground import foreground_mask
+    from .image import read_image
+
+    if not option:
+        return None
+    return foreground_mask(image) if option == AUTO_MASK else read_image(option)
+
+
 def _register(args: argparse.Namespace) -> None:
     from .image import read_image, write_image
     from .register import RegistrationSettings, register_pair
@@ -223,8 +237,7 @@ def _register(args: argparse.Namespace) -> None:
     from .transforms import write_displacement_transform
 
     fixed, moving = read_image(args.fixed), read_image(args.moving)
-    fixed_mask = read_image(args.fixed_mask) if args.fixed_mask else None
-    moving_mask = read_image(args.moving_mask) if args.moving_mask else None
+    fixed_mask, moving_mask = _registration_mask(args.fixed_mask, fixed), _registration_mask(args.moving_mask, moving)
     network = load_registration_network(args.model, resolve_device(args.device)) if args.model and is_registration_model(args.model) else None
     if network is None and args.refine_iterations:
         raise ImageError("--refine-iterations refines a registration network's result: give --model with a registration model.")
@@ -255,6 +268,8 @@ def _register(args: argparse.Namespace) -> None:
         "mode": "optimisation" if network is None else f"network {network.card.name}" + (f" + {args.refine_iterations} refinement iterations" if args.refine_iterations else ""),
         "similarity": similarity,
         "optimizer": settings.optimizer if network is None or args.refine_iterations else None,
+        "fixed_mask": args.fixed_mask,
+        "moving_mask": args.moving_mask,
         "seconds": round(result.seconds, 2),
         "folding_percent": metrics.folding_percentage(result.displacement),
         "mean_gradient_magnitude": metrics.mean_gradient_magnitude(result.displacement),
@@ -265,6 +280,9 @@ def _register(args: argparse.Namespace) -> None:
         write_image(result.displacement, folder / "displacement_mm.nii.gz")
         write_displacement_transform(result.displacement, folder / "transform.h5")
         write_image(result.jacobian_determinant, folder / "jacobian_determinant.nii.gz")
+        for name, option, mask in (("fixed", args.fixed_mask, fixed_mask), ("moving", args.moving_mask, moving_mask)):
+            if option == AUTO_MASK:
+                write_image(mask, folder / f"{name}_mask_auto.nii.gz")
         if evaluator is not None:
             for name, image in (("before", moving), ("after", result.warped)):
                 error = evaluator.error_map(fixed, image, reference=args.reference)
@@ -569,8 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--regularization-weight", type=float, help="(default: a weight suited to the similarity)")
     register.add_argument("--diffeomorphic", action="store_true", help="optimise a stationary velocity field (invertible result)")
     register.add_argument("--affine", action="store_true", help="affine pre-alignment first")
-    register.add_argument("--fixed-mask", help="mask on the fixed grid")
-    register.add_argument("--moving-mask", help="mask on the moving grid")
+    register.add_argument("--fixed-mask", help="mask on the fixed grid, or 'auto': the fixed image's foreground (written as fixed_mask_auto.nii.gz)")
+    register.add_argument("--moving-mask", help="mask on the moving grid, or 'auto': the moving image's foreground")
     register.add_argument("--refine-iterations", type=int, default=0, help="with a registration network: optimisation steps after it (default: %(default)s)")
     _add_evaluator_options(register, "a registration network's name or path (one-shot registration), or an evaluator's (error maps, imse similarity)")
     register.set_defaults(handler=_register)
