@@ -57,7 +57,8 @@ class IMSERegistration(ScriptedLoadableModule):
 
 @parameterNodeWrapper
 class IMSERegistrationParameterNode:
-    """Inputs (fixed/moving volumes, optional label-map masks), options (similarity; reference:
+    """Inputs (fixed/moving volumes, optional label-map masks, or the fixed volume's automatic
+    foreground mask when no fixed mask is chosen), options (similarity; reference:
     which volume is in the evaluator's trained modality, for the IMSE choices; mode
     optimisation/network; optimiser, gradient or discrete search; levels, iterations,
     regularisation weight with 0 meaning the similarity's default, diffeomorphic, affine,
@@ -67,6 +68,7 @@ class IMSERegistrationParameterNode:
     movingVolume: vtkMRMLScalarVolumeNode
     fixedMask: vtkMRMLLabelMapVolumeNode
     movingMask: vtkMRMLLabelMapVolumeNode
+    autoFixedMask: bool = False
     similarity: Annotated[str, Choice(list(SIMILARITIES))] = "MIND"
     reference: Annotated[str, Choice(["fixed", "moving"])] = "fixed"
     mode: Annotated[str, Choice(["optimisation", "network"])] = "optimisation"
@@ -129,7 +131,8 @@ class IMSERegistrationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWid
 
 class RegistrationResult:
     """The nodes a registration made: ``transform`` (grid transform, from parent), ``warped``
-    (volume on the fixed grid), ``jacobian``, ``errorBefore``/``errorAfter`` (None when no
+    (volume on the fixed grid), ``jacobian``, ``fixedMask`` (the automatic fixed mask as a
+    label map; None unless one was asked for), ``errorBefore``/``errorAfter`` (None when no
     evaluator was available), ``table`` (metrics), ``lossPlot`` (chart), ``rows`` (the metrics
     as a list of dicts), ``summary`` (one sentence)."""
 
@@ -187,6 +190,8 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
                 if mask is not None:
                     maskImage = image_from_volume(mask)
                     arguments += [option, workspace.write(as_planar(maskImage) if planar else maskImage, option.strip("-"))]
+            if parameters.autoFixedMask and parameters.fixedMask is None:
+                arguments += ["--fixed-mask", "auto"]
         inputs = {
             "fixedVolume": parameters.fixedVolume,
             "movingVolume": parameters.movingVolume,
@@ -232,6 +237,9 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
         else:
             update_volume_from_image(warpedNode, warped)
         jacobian = map_volume(scene, jacobian_determinant_map(displacement), f"{base} Jacobian", "jacobian")
+        automaticMask = result_image("fixed_mask_auto.nii.gz")
+        if automaticMask is not None:
+            automaticMask = volume_from_image(scene, automaticMask, f"{fixedNode.GetName()} automatic mask", "vtkMRMLLabelMapVolumeNode")
         errors = {name: result_image(f"error_map_{name}.nii.gz") for name in ("before", "after")}
         errorNodes = {}
         if errors["before"] is not None:
@@ -257,6 +265,7 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
             transform=transform,
             warped=warpedNode,
             jacobian=jacobian,
+            fixedMask=automaticMask,
             errorBefore=errorNodes.get("before"),
             errorAfter=errorNodes.get("after"),
             table=table,

@@ -61,9 +61,10 @@ def update_volume_from_image(node, image: Image) -> None:
     node.SetIJKToRASMatrix(ijk_to_ras_matrix(image.geometry))
 
 
-def volume_from_image(scene, image: Image, name: str):
-    """A new scalar volume node in ``scene`` holding ``image``."""
-    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+def volume_from_image(scene, image: Image, name: str, node_class: str = "vtkMRMLScalarVolumeNode"):
+    """A new scalar volume node (or label map: ``node_class="vtkMRMLLabelMapVolumeNode"``) in
+    ``scene`` holding ``image``."""
+    node = scene.AddNewNodeByClass(node_class, name)
     node.CreateDefaultDisplayNodes()
     update_volume_from_image(node, image)
     return node

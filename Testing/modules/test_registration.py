@@ -68,18 +68,25 @@ def test_logic_bad_input_says_what_to_do(scene):
 
 
 def test_discrete_search_from_the_logic_and_the_panel(scene):
-    """The logic hands the discrete optimiser to the backend and the result improves the tissue
-    overlap; the panel greys out what it ignores and will not start it with MI."""
+    """The logic hands the discrete optimiser and the automatic fixed mask to the backend, and
+    the mask comes back as a label map; the panel greys out what the search ignores and will
+    not start it with MI."""
     from IMSERegistration import IMSERegistrationLogic
     from IMSESlicerLib.sample_data import load_sample
+    from IMSESlicerLib.volumes import image_from_volume
 
     nodes = load_sample(scene, "IMSE brain pair 2D")
     logic = IMSERegistrationLogic()
-    run = logic.registrationRun(_parameters(logic, nodes, similarity="MIND", optimizer="discrete search", regularizationWeight=2.0))
+    run = logic.registrationRun(_parameters(logic, nodes, similarity="MIND", optimizer="discrete search", regularizationWeight=2.0, autoFixedMask=True))
     arguments = run.arguments
     assert arguments[arguments.index("--optimizer") + 1] == "discrete" and "--regularization-weight" not in arguments
+    assert arguments[arguments.index("--fixed-mask") + 1] == "auto"
     result = run.start().wait()
     assert float(next(row["value"] for row in result.rows if row["quantity"] == "folding_percent")) == 0
+    assert result.fixedMask.IsA("vtkMRMLLabelMapVolumeNode")
+    mask = image_from_volume(result.fixedMask).array
+    fixed = image_from_volume(nodes["fixed"]).array
+    assert mask.shape == fixed.shape and 0.2 < mask.mean() < 0.9  # the head, not the whole field of view
     with pytest.raises(ValueError, match="voxel by voxel"):
         logic.registrationRun(_parameters(logic, nodes, similarity="MI", optimizer="discrete search"))
 
