@@ -11,7 +11,8 @@ slab; the pairs' contrasts and deformations are new to it).
 Rows: Initial (no registration), our optimisation (Adam) with NCC, MI, MIND and IMSE (the
 shipped evaluator), the extra row MIND + IMSE (their sum: the combined loss the issue allows
 beside, never instead of, IMSE alone), MIND and IMSE with the discrete search
-(:mod:`imse.discrete`) instead of Adam, IMSE (network) with the installed 2D model trained
+(:mod:`imse.discrete`) instead of Adam (MIND also with the fixed image's automatic foreground
+mask; every other row registers without masks), IMSE (network) with the installed 2D model trained
 with the IMSE loss, and the peers a user would pick instead, when installed: elastix (itk-elastix, its
 default B-spline map with AdvancedMattesMutualInformation) and ANTs SyN (antspyx, affine then
 SyN, Mattes MI for both; it runs in its own environment, ``make ants``, and its seconds are the
@@ -45,6 +46,7 @@ from imse import metrics, peers
 from imse.data import Pair, load_mni_atlas, make_pair, warp_image
 from imse.demo import tissue_scores
 from imse.evaluator import installed_evaluator
+from imse.foreground import foreground_mask
 from imse.image import Image, foreground_window
 from imse.models import list_models
 from imse.report import Panel, save_report
@@ -58,18 +60,20 @@ SETUPS = {
     2: {"spacing_mm": 2.0, "pairs_per_kind": 7, "levels": 3, "iterations": 150},
     3: {"spacing_mm": 3.0, "pairs_per_kind": 2, "levels": 2, "iterations": 100},
 }
-#: Our rows: name -> (similarity, optimiser, pyramid levels; None: the dimension's). IMSE's
-#: discrete search runs on the finest level alone: on the coarser ones the evaluator sees images
-#: at 2 to 4 times its training spacing and leads the search astray (2D EPE 5.20 mm with 3
-#: levels, 3.36 with 1).
+#: Our rows: name -> the arguments of :func:`our_method` besides the dimension and evaluator.
+#: IMSE's discrete search runs on the finest level alone: on the coarser ones the evaluator sees
+#: images at 2 to 4 times its training spacing and leads the search astray (2D EPE 5.20 mm with
+#: 3 levels, 3.36 with 1). The masked row uses the fixed image's automatic foreground
+#: (:func:`imse.foreground.foreground_mask`), which needs no ground truth.
 OURS = {
-    "ncc": ("ncc", "adam", None),
-    "mi": ("mi", "adam", None),
-    "mind": ("mind", "adam", None),
-    "imse": ("imse", "adam", None),
-    "mind+imse": ("mind+imse", "adam", None),
-    "mind_discrete": ("mind", "discrete", None),
-    "imse_discrete": ("imse", "discrete", 1),
+    "ncc": {"similarity": "ncc"},
+    "mi": {"similarity": "mi"},
+    "mind": {"similarity": "mind"},
+    "imse": {"similarity": "imse"},
+    "mind+imse": {"similarity": "mind+imse"},
+    "mind_discrete": {"similarity": "mind", "optimizer": "discrete"},
+    "mind_discrete_masked": {"similarity": "mind", "optimizer": "discrete", "auto_mask": True},
+    "imse_discrete": {"similarity": "imse", "optimizer": "discrete", "levels": 1},
 }
 METHOD_NAMES = {
     "initial": "Initial",
@@ -79,6 +83,7 @@ METHOD_NAMES = {
     "imse": "IMSE (optimisation)",
     "mind+imse": "MIND + IMSE (combined, optimisation)",
     "mind_discrete": "MIND (discrete search)",
+    "mind_discrete_masked": "MIND (discrete search, automatic fixed mask)",
     "imse_discrete": "IMSE (discrete search, finest level only)",
     "imse_network": "IMSE (network, one shot)",
     "elastix": "elastix B-spline (MI)",
@@ -112,10 +117,11 @@ def pairs(dim: int, pairs_per_kind: int) -> list[tuple[str, int, Pair]]:
     return cases
 
 
-def our_method(similarity: str, dim: int, evaluator, optimizer: str = "adam", levels: int | None = None) -> Method:
+def our_method(dim: int, evaluator, similarity: str, optimizer: str = "adam", levels: int | None = None, auto_mask: bool = False) -> Method:
     """Our optimisation with ``similarity``, ``optimizer`` and the engine's default settings,
-    with the benchmark's iterations and pyramid (or ``levels``). IMSE puts the T1 image (the
-    evaluator's trained modality) in the evaluator's reference channel."""
+    with the benchmark's iterations and pyramid (or ``levels``), and with ``auto_mask`` the
+    fixed image's automatic foreground mask. IMSE puts the T1 image (the evaluator's trained
+    modality) in the evaluator's reference channel."""
 
     def run(pair: Pair) -> tuple[Image, float]:
         options = {"reference": "fixed" if pair.fixed_contrast == "t1" else "moving"} if "imse" in similarity else {}
@@ -127,8 +133,11 @@ def our_method(similarity: str, dim: int, evaluator, optimizer: str = "adam", le
             optimizer=optimizer,
             device="cpu",
         )
-        result = register_pair(pair.fixed, pair.moving, settings, evaluator=evaluator)
-        return result.displacement, result.seconds
+        started = time.perf_counter()
+        fixed_mask = foreground_mask(pair.fixed) if auto_mask else None
+        masking_seconds = time.perf_counter() - started
+        result = register_pair(pair.fixed, pair.moving, settings, fixed_mask=fixed_mask, evaluator=evaluator)
+        return result.displacement, result.seconds + masking_seconds
 
     return run
 
@@ -169,7 +178,7 @@ def methods(dim: int, threads: int, evaluator) -> dict[str, Method | str]:
     """Every row's method (in :data:`METHOD_NAMES` order, without Initial and the true field),
     or the reason it has no figures; ``evaluator``: the installed one (in 3D, the 2D one when no
     3D evaluator is installed) or None."""
-    rows: dict[str, Method | str] = {name: our_method(similarity, dim, evaluator, optimizer, levels) for name, (similarity, optimizer, levels) in OURS.items()}
+    rows: dict[str, Method | str] = {name: our_method(dim, evaluator, **arguments) for name, arguments in OURS.items()}
     if dim == 3:
         rows["imse_discrete"] = IMSE_DISCRETE_3D
     if evaluator is None:
