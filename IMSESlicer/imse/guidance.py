@@ -45,23 +45,11 @@ class Guidance:
         return asdict(self)
 
 
-@torch.no_grad()
-def cheapest_shifts(
-    cost: torch.nn.Module,
-    fixed: torch.Tensor,
-    moving: torch.Tensor,
-    displacement: torch.Tensor,
-    geometries: tuple,
-    shifts: torch.Tensor,
-    smoothing_voxels: float,
-) -> torch.Tensor:
-    """Each voxel's cheapest shift ``[1, dim, *fixed_spatial]`` (mm) among ``shifts``
-    ``[K, dim]`` (mm) for the voxel-wise ``cost`` module, when the moving image is warped by
-    ``displacement`` plus that shift (the arguments of :func:`imse.discrete.shift_costs`). Ties
-    go to the first shift in ``shifts``' order."""
-    costs = shift_costs(cost_against(cost, fixed), moving, displacement, geometries, shifts, smoothing_voxels)
-    cheapest = costs.argmin(1)  # [1, *spatial]
-    return shifts.to(cheapest.device)[cheapest].movedim(-1, 1)
+def cheapest_shifts(costs: torch.Tensor, shifts: torch.Tensor) -> np.ndarray:
+    """Each voxel's cheapest shift ``[dim, *spatial]`` (mm) from the candidates' ``costs``
+    ``[1, K, *spatial]`` (:func:`imse.discrete.shift_costs`) and ``shifts`` ``[K, dim]`` (mm).
+    Ties go to the first shift in ``shifts``' order."""
+    return shifts[costs[0].argmin(0)].movedim(-1, 0).numpy()
 
 
 def local_guidance(
@@ -88,10 +76,11 @@ def local_guidance(
     shifts = candidate_shifts(fixed.dim, radius, step_mm)
     fixed_tensor, moving_tensor = to_tensor(normalize_for_registration(fixed)), to_tensor(normalize_for_registration(moving))
     truth = to_tensor(true_displacement)
-    geometries = (fixed.geometry, moving.geometry)
-
-    aligned = cheapest_shifts(cost, fixed_tensor, moving_tensor, truth, geometries, shifts, smoothing_voxels)[0].numpy()
-    from_start = cheapest_shifts(cost, fixed_tensor, moving_tensor, torch.zeros_like(truth), geometries, shifts, smoothing_voxels)[0].numpy()
+    cost_of_warped, geometries = cost_against(cost, fixed_tensor), (fixed.geometry, moving.geometry)
+    aligned, from_start = (
+        cheapest_shifts(shift_costs(cost_of_warped, moving_tensor, start, geometries, shifts, smoothing_voxels), shifts)
+        for start in (truth, torch.zeros_like(truth))
+    )
     inside = mask.astype(bool)
     shift, target = from_start[:, inside], truth[0].numpy()[:, inside]  # [dim, voxels]
     shift_length, target_length = np.linalg.norm(shift, axis=0), np.linalg.norm(target, axis=0)
