@@ -375,8 +375,8 @@ def _check_optimizer(settings: RegistrationSettings) -> None:
         )
     if settings.regularization_weight is not None:
         raise ImageError(
-            "The discrete optimiser regularises by smoothing the field (smoothing_voxels), not by a weighted "
-            "regulariser: leave the regularization weight unset, or choose the adam optimizer."
+            "The discrete optimiser regularises by smoothing the field, not with a weighted penalty: leave the "
+            "regularization weight unset (no --regularization-weight), or choose the adam optimizer."
         )
     if not settings.discrete_steps_voxels or min(settings.discrete_steps_voxels) <= 0:
         raise ImageError(f"The discrete steps must be a non-empty list of positive voxel sizes; got {settings.discrete_steps_voxels}.")
