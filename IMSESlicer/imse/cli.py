@@ -26,7 +26,7 @@ from .errors import ImageError
 from .networks import ARCHITECTURES
 from .register import OPTIMIZERS
 from .regularization import REGULARIZERS
-from .similarity import SIMILARITIES, similarity_terms
+from .similarity import SIMILARITIES, VOXEL_SIMILARITIES, similarity_terms
 from .train_evaluator import RECIPES
 
 #: The similarities on offer: each of the library's, and MIND plus the IMSE evaluator.
@@ -580,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--optimizer",
         choices=OPTIMIZERS,
         default="adam",
-        help="adam: gradient descent; discrete: a gradient-free search over shifts, for voxel-wise similarities (mse, mae, lncc, mind, imse) (default: %(default)s)",
+        help=f"adam: gradient descent; discrete: a gradient-free search over shifts, for voxel-wise similarities ({', '.join(VOXEL_SIMILARITIES)}) (default: %(default)s)",
     )
     register.add_argument("--iterations", type=int, default=150, help="Adam iterations per level at most (default: %(default)s)")
     register.add_argument("--regularization", choices=REGULARIZERS, default="diffusion", help="(default: %(default)s)")

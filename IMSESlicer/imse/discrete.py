@@ -96,6 +96,7 @@ def discrete_stage(level, index: int, initial: torch.Tensor, cost: torch.nn.Modu
     geometry = level.geometry
     voxel_to_mm = torch.as_tensor(geometry.index_to_physical_matrix, dtype=initial.dtype, device=initial.device)
     unit_shifts = candidate_shifts(geometry.dim, settings.discrete_radius, 1.0).to(initial) @ voxel_to_mm.T  # one voxel per step, in mm
+    no_shift = unit_shifts.abs().sum(1).argmin()  # the candidate that leaves the field as it is
     cost_of_warped = cost_against(cost, level.fixed)
     parameter = initial
     for iteration, step in enumerate(settings.discrete_steps_voxels):
@@ -108,7 +109,7 @@ def discrete_stage(level, index: int, initial: torch.Tensor, cost: torch.nn.Modu
         if mask is not None:
             update = update * mask
         parameter = smoothed + update
-        current = costs[:, shifts.abs().sum(1).argmin()]  # the cost without a shift
+        current = costs[:, no_shift]
         value = float(current.mean() if mask is None else (current * mask[0, 0]).sum() / mask.sum())
         tracker.step({"stage": "discrete", "level": index, "iteration": iteration, "total": value, "similarity": value, "regularization": 0.0})
     return parameter

@@ -1,12 +1,11 @@
 """Automatic foreground masks: the anatomy of an image, without its background.
 
 A registration mask keeps the similarity (and, for the discrete search, the field's updates)
-where the image has anatomy. Outside the head a T1 is noise while a CT's air is flat, and a
-similarity such as MIND prefers tissue over noise to flat air, so without a mask the discrete
-search pulls a CT's brain outline outwards (see the README's registration tables). This module
-finds the foreground with SimpleITK: the image smoothed by a Gaussian of one voxel, Otsu's
-threshold, the largest connected component, its holes filled (dark ventricles and sinuses stay
-in), then dilated by a margin.
+where the image has anatomy. Outside the head a T1 is noise while a CT's air is flat; without a
+mask the discrete search with MIND pulled a CT's brain outline outwards into that background
+(see the README's registration tables). This module finds the foreground with SimpleITK: the
+image smoothed by a Gaussian of one voxel, Otsu's threshold, the largest connected component,
+its holes filled (dark ventricles and sinuses stay in), then dilated by a margin.
 """
 
 from __future__ import annotations

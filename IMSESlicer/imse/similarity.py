@@ -55,7 +55,6 @@ REDUCTIONS = ("mean", "sum", "none")
 #: The voxel-wise similarities (MSE, MAE, LNCC, MIND, IMSE) also take ``voxel``: their cost at
 #: every voxel, ``[N, 1, *spatial]`` (see :mod:`imse.guidance` and :mod:`imse.discrete`).
 VOXEL_REDUCTIONS = REDUCTIONS + ("voxel",)
-VOXEL_SIMILARITIES = ("mse", "mae", "lncc", "mind", "imse")
 KERNELS = ("box", "gaussian")
 PARZEN_WINDOWS = ("bspline", "gaussian")
 MIND_DISTANCES = ("l2", "l1")
@@ -774,6 +773,8 @@ SIMILARITIES: dict[str, type[_Similarity]] = {
     "mind": MINDSSC,
     "imse": IMSESimilarity,
 }
+#: The names of the similarities with a value at every voxel (their class's ``voxelwise``).
+VOXEL_SIMILARITIES = tuple(name for name, module in SIMILARITIES.items() if module.voxelwise)
 
 
 def similarity_terms(name: str) -> list[str]:

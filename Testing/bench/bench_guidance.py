@@ -16,14 +16,13 @@ Run alone: ``python Testing/bench/bench_guidance.py --out bench-output/guidance`
 from __future__ import annotations
 
 import argparse
-import csv
 import platform
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench_registration import KINDS, SETUPS, pairs
+from bench_registration import KINDS, SETUPS, pairs, write_csv
 from imse.evaluator import Evaluator
 from imse.guidance import Guidance, local_guidance
 from imse.models import list_models
@@ -88,10 +87,7 @@ def run(out: Path, dims: tuple[int, ...] = (2, 3)) -> str:
     rows = []
     for dim in dims:
         rows += run_dimension(dim)
-    with open(out / "pairs.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / "pairs.csv", rows)
     text = markdown(rows, machine)
     (out / "results.md").write_text(text)
     return text
