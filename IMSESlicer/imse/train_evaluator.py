@@ -121,7 +121,7 @@ class PatchSampler:
                 raise ImageError(f"Training image {index + 1} has no foreground above its background level.")
 
     def _randint(self, high: int) -> int:
-        return int(torch.randint(high, (1,), generator=self.generator))
+        return int(torch.randint(high, (1,), generator=self.generator, device=self.generator.device))
 
     def sample(self, batch: int) -> torch.Tensor:
         """A batch ``[batch, 1, *patch_size]`` in [-1, 1]."""
