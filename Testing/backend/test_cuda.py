@@ -1,7 +1,7 @@
-"""Every backend entry point on a CUDA device: the trainers (evaluator, registration network,
-AdaCS) run there end to end, and inference there (error maps, per-pair registration with both
-optimisers, one-shot network registration, AdaCS) agrees with the CPU. The whole module is
-skipped on a machine without CUDA (CI has none); the device tool runs it on a lent GPU."""
+"""The backend on a CUDA device: the trainers (evaluator, registration network, AdaCS) run
+there end to end, and the inference paths there (error maps, per-pair registration with both
+optimisers, one-shot network registration, AdaCS) agree with the CPU. The whole module is
+skipped on a machine without CUDA (CI has none): run it where there is a GPU."""
 
 import json
 
