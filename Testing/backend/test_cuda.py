@@ -78,7 +78,7 @@ def test_adacs_trains_and_registers_on_cuda():
     config = AdaCSConfig(iterations=4, displacement_warmup=2, scoring_warmup=1, channels=(4, 8, 16), batch_size=2, device="cuda")
     trained = train_adacs(phantom.frames, phantom.geometry, config)
     assert next(trained.model.parameters()).device.type == "cuda"
-    displacement, warped, score = register_frames(trained.model, phantom.frames[2], phantom.frames[0], phantom.geometry)
+    displacement, _, score = register_frames(trained.model, phantom.frames[2], phantom.frames[0], phantom.geometry)
     assert displacement.device.type == "cuda" and torch.isfinite(displacement).all() and torch.isfinite(score).all()
     on_cpu = register_frames(trained.model.cpu(), phantom.frames[2], phantom.frames[0], phantom.geometry)[0]
     assert torch.allclose(displacement.cpu(), on_cpu, atol=1e-3)
