@@ -71,6 +71,10 @@ def main() -> None:
     if not args.skip_imse_optimisation:
         methods["IMSE (optimisation)"] = "imse"
     networks = {name: load_registration_network(name) for name in args.model}
+    card_names = [loaded.card.name for loaded in networks.values()]
+    # Rows are labelled by model name, or by the name or path given when two models share a name
+    # (a retrained network beside the shipped one), so that their results never pool.
+    labels = {given: loaded.card.name if card_names.count(loaded.card.name) == 1 else given for given, loaded in networks.items()}
     rows: dict[str, list[dict]] = {}
     for pair in pairs:
         zero = pair.displacement.with_array(np.zeros_like(pair.displacement.array))
@@ -78,11 +82,11 @@ def main() -> None:
         for label, similarity in list(methods.items())[1:]:
             result = register_pair(pair.fixed, pair.moving, RegistrationSettings(similarity=similarity, device="cpu"), evaluator=evaluator)
             rows.setdefault(label, []).append(score(pair, result.displacement, result.warped, evaluator, result.seconds))
-        for name, loaded in networks.items():
+        for given, loaded in networks.items():
             for refine in (0, args.refine_iterations):
                 started = time.perf_counter()
                 result = register_with_network(pair.fixed, pair.moving, loaded, refine, evaluator=evaluator, device="cpu")
-                label = f"{loaded.card.name} ({loaded.card.training.get('similarity')} network)" + (f" + {refine} refinement steps" if refine else "")
+                label = f"{labels[given]} ({loaded.card.training.get('similarity')} network)" + (f" + {refine} refinement steps" if refine else "")
                 rows.setdefault(label, []).append(score(pair, result.displacement, result.warped, evaluator, time.perf_counter() - started))
     summary = {
         label: {column: float(np.median([r[column] for r in results]) if column == "seconds" else np.mean([r[column] for r in results])) for column in COLUMNS}
