@@ -92,7 +92,6 @@ METHOD_NAMES = {
     "truth": "True field (what a perfect registration reaches)",
 }
 COLUMNS = ("dice_gm", "dice_wm", "hd95_mm", "epe_mm", "folding_percent", "mean_grad", "imse_error", "seconds", "cpu_seconds")
-IMSE_DISCRETE_3D = "2D only: the search calls the 3D evaluator 216 times per level (0.64 s a call on 1 CPU thread: over 2 min per volume)"
 ANTS_MISSING = "not installed (make ants builds its own environment: antspyx 0.6.3 pins numpy < 2.4 and scipy < 1.16)"
 
 #: A method registers a pair's moving image onto its fixed image and returns (displacement
@@ -180,8 +179,6 @@ def methods(dim: int, threads: int, evaluator) -> dict[str, Method | str]:
     or the reason it has no figures; ``evaluator``: the installed one (in 3D, the 2D one when no
     3D evaluator is installed) or None."""
     rows: dict[str, Method | str] = {name: our_method(dim, evaluator, **arguments) for name, arguments in OURS.items()}
-    if dim == 3:
-        rows["imse_discrete"] = IMSE_DISCRETE_3D
     if evaluator is None:
         rows["imse"] = rows["mind+imse"] = rows["imse_discrete"] = f"no {dim}D evaluator installed"
     rows["imse_network"] = network_method(dim)
