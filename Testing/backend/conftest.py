@@ -1,8 +1,10 @@
-"""Shared fixtures for the backend tests: small images on deliberately awkward grids."""
+"""Shared fixtures and helpers for the backend tests: small images on deliberately awkward grids,
+and the end-point error of a registration of a synthetic pair (:func:`imse.data.make_pair`)."""
 
 import numpy as np
 import pytest
 
+from imse import metrics
 from imse.geometry import Geometry
 
 
@@ -43,3 +45,15 @@ def weighted_centroid_mm(array: np.ndarray, geometry: Geometry) -> np.ndarray:
     points = geometry.index_to_physical(index)
     weights = array[..., None]
     return (points * weights).sum(axis=tuple(range(array.ndim))) / weights.sum()
+
+
+def brain_endpoint_error(displacement, pair, inside: np.ndarray | None = None) -> float:
+    """Mean end-point error (mm) of ``displacement`` (a vector Image in mm on the fixed grid)
+    against ``pair``'s true field, inside the boolean array ``inside`` (default: the fixed brain)."""
+    inside = pair.fixed_labels.array > 0 if inside is None else inside
+    return metrics.endpoint_error(displacement, pair.displacement, inside)["mean"]
+
+
+def unregistered_endpoint_error(pair, inside: np.ndarray | None = None) -> float:
+    """:func:`brain_endpoint_error` before registration (a zero displacement)."""
+    return brain_endpoint_error(pair.displacement.with_array(np.zeros_like(pair.displacement.array)), pair, inside)
