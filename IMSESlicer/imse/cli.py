@@ -246,6 +246,7 @@ def _register(args: argparse.Namespace) -> None:
         similarity=similarity,
         similarity_options={"reference": args.reference} if "imse" in similarity_terms(similarity) else {},
         levels=args.levels if args.levels is not None else (3 if network is None else 1),
+        grid_spacing_mm=args.grid_spacing,
         iterations=args.iterations,
         regularization=args.regularization,
         regularization_weight=args.regularization_weight,
@@ -268,6 +269,7 @@ def _register(args: argparse.Namespace) -> None:
         "mode": "optimisation" if network is None else f"network {network.card.name}" + (f" + {args.refine_iterations} refinement iterations" if args.refine_iterations else ""),
         "similarity": similarity,
         "optimizer": settings.optimizer if network is None or args.refine_iterations else None,
+        "grid_spacing_mm": args.grid_spacing if network is None or args.refine_iterations else None,
         "fixed_mask": args.fixed_mask,
         "moving_mask": args.moving_mask,
         "seconds": round(result.seconds, 2),
@@ -576,6 +578,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_reference_option(register, " (imse similarity and error maps)")
     register.add_argument("--levels", type=int, help="pyramid levels (default: 3; 1 when refining a network's result)")
+    register.add_argument(
+        "--grid-spacing",
+        type=float,
+        help="register on a grid of this spacing (mm) over the fixed image; the outputs stay on the fixed grid (default: the fixed image's grid)",
+    )
     register.add_argument(
         "--optimizer",
         choices=OPTIMIZERS,

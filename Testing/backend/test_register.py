@@ -95,6 +95,33 @@ def test_pyramid_is_physical_and_coarsens_fine_axes_first():
     assert grids[-1] is image
 
 
+def test_pyramid_on_a_grid_of_the_given_spacing_covers_the_fixed_box():
+    image = Image(np.zeros((50, 60), np.float32), Geometry((2.0, 2.0), (3.0, -4.0), (1.0, 0.0, 0.0, 1.0)))
+    grids = pyramid_grids(image, 2, grid_spacing_mm=1.5)
+    assert [g.geometry.spacing for g in grids] == [(3.0, 3.0), (1.5, 1.5)]
+    assert grids[-1].shape == (66, 79) and grids[-1].geometry.origin == (3.0, -4.0)  # 98 x 118 mm, as the image
+
+
+@pytest.mark.parametrize("grid_spacing_mm", [4.0, 1.5])
+def test_registration_on_a_coarser_or_finer_grid_gives_its_result_on_the_fixed_grid(grid_spacing_mm):
+    """A coarser grid (faster) or a finer one still recovers the deformation, and every output
+    lies on the fixed image's grid."""
+    pair = make_pair(dim=2, moving_contrast="t2", max_displacement_mm=6.0, seed=11)
+    settings = RegistrationSettings(similarity="mind", grid_spacing_mm=grid_spacing_mm, **{**FAST, "levels": 2})
+    result = register_pair(pair.fixed, pair.moving, settings)
+    assert brain_endpoint_error(result.displacement, pair) < 0.85 * unregistered_endpoint_error(pair)
+    for output in (result.displacement, result.warped, result.jacobian_determinant):
+        assert output.geometry == pair.fixed.geometry and output.shape[:2] == pair.fixed.shape
+
+
+@pytest.mark.parametrize("grid_spacing_mm, message", [(0.0, "one positive value"), (-2.0, "one positive value"), ((1.0, 1.0, 1.0), "one per axis"), (1e-4, "coarser grid")])
+def test_a_grid_spacing_that_cannot_work_is_refused_before_any_work(grid_spacing_mm, message):
+    pair = make_pair(dim=2, seed=6)
+    settings = RegistrationSettings(similarity="mse", grid_spacing_mm=grid_spacing_mm, device="cpu")
+    with pytest.raises(ImageError, match=message):
+        register_pair(pair.fixed, pair.moving, settings, progress=lambda *_: pytest.fail("work started"))
+
+
 def test_bad_inputs_are_refused_clearly():
     pair2 = make_pair(dim=2, seed=6)
     pair3 = make_pair(dim=3, spacing_mm=6.0, seed=6)
@@ -134,8 +161,24 @@ def test_command_line_writes_outputs_that_load_back_and_agree_with_itk(tmp_path)
     inside = pair.fixed_labels.array > 0
     np.testing.assert_allclose(itk_warped[inside], warped.array[inside], atol=1e-3)
     summary = json.loads((out / "metrics.json").read_text())
-    assert summary["similarity"] == "mind" and summary["folding_percent"] >= 0
+    assert summary["similarity"] == "mind" and summary["folding_percent"] >= 0 and summary["grid_spacing_mm"] is None
     assert read_image(out / "jacobian_determinant.nii.gz").geometry.isclose(pair.fixed.geometry)
+
+
+def test_command_line_registers_on_the_grid_it_is_given(tmp_path):
+    import json
+
+    from imse.cli import main
+    from imse.image import read_image, write_image
+
+    pair = make_pair(dim=2, moving_contrast="t2", max_displacement_mm=6.0, seed=7)
+    fixed, moving = write_image(pair.fixed, tmp_path / "fixed.nrrd"), write_image(pair.moving, tmp_path / "moving.nrrd")
+    out = tmp_path / "result"
+    assert main(["register", str(fixed), str(moving), "--out", str(out), "--grid-spacing", "3", "--levels", "2", "--iterations", "40", "--device", "cpu"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["grid_spacing_mm"] == 3.0
+    displacement = read_image(out / "displacement_mm.nii.gz")
+    assert displacement.geometry.isclose(pair.fixed.geometry) and displacement.shape[:2] == pair.fixed.shape
+    assert brain_endpoint_error(displacement, pair) < 0.85 * unregistered_endpoint_error(pair)
 
 
 def test_failed_command_leaves_earlier_results_alone(tmp_path):
