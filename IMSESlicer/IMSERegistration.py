@@ -60,7 +60,8 @@ class IMSERegistrationParameterNode:
     """Inputs (fixed/moving volumes, optional label-map masks, or the fixed volume's automatic
     foreground mask when no fixed mask is chosen), options (similarity; reference:
     which volume is in the evaluator's trained modality, for the IMSE choices; mode
-    optimisation/network; optimiser, gradient or discrete search; levels, iterations,
+    optimisation/network; optimiser, gradient or discrete search; levels; grid spacing in mm,
+    0 meaning the fixed volume's own grid; iterations,
     regularisation weight with 0 meaning the similarity's default, diffeomorphic, affine,
     device, model) and outputs (transform, warped volume; new nodes when empty)."""
 
@@ -74,6 +75,7 @@ class IMSERegistrationParameterNode:
     mode: Annotated[str, Choice(["optimisation", "network"])] = "optimisation"
     optimizer: Annotated[str, Choice(list(OPTIMIZERS))] = "gradient (Adam)"
     levels: Annotated[int, WithinRange(1, 6)] = 3
+    gridSpacing: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
     iterations: Annotated[int, WithinRange(0, 5000)] = 150
     regularizationWeight: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
     diffeomorphic: bool = False
@@ -110,6 +112,7 @@ class IMSERegistrationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWid
         self.ui.modelComboBox.enabled = bool(parameters and parameters.mode == "network")
         self.ui.referenceComboBox.enabled = bool(parameters and "imse" in SIMILARITIES[parameters.similarity])
         self.ui.regularizationSpinBox.enabled = not discrete  # the discrete search regularises by smoothing
+        self.ui.gridSpacingSpinBox.enabled = bool(parameters and SIMILARITIES[parameters.similarity] != "adacs")  # AdaCS registers on its network's grid
         self.ui.iterationsSpinBox.enabled = not (discrete and parameters.mode == "optimisation")  # it runs a fixed schedule
         if not self.controller.running:
             if not ready:
@@ -178,6 +181,8 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
         else:
             arguments = ["register", fixedPath, movingPath, "--out", out, "--similarity", similarity, "--iterations", str(parameters.iterations)]
             arguments += ["--levels", str(parameters.levels), "--reference", parameters.reference, "--optimizer", optimizer]
+            if parameters.gridSpacing > 0:
+                arguments += ["--grid-spacing", str(parameters.gridSpacing)]
             if parameters.regularizationWeight > 0 and optimizer == "adam":
                 arguments += ["--regularization-weight", str(parameters.regularizationWeight)]
             if parameters.diffeomorphic:

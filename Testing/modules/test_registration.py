@@ -57,6 +57,23 @@ def test_logic_gives_the_backend_the_combined_similarity_and_the_evaluators_refe
     assert result.transform is not None and any(row["quantity"] == "imse_mean_error_after" for row in result.rows)
 
 
+def test_logic_registers_on_the_grid_spacing_it_is_given(scene):
+    """A grid spacing above 0 reaches the backend (0, the default, leaves the fixed grid), and
+    the results come back on the fixed volume's grid."""
+    from IMSERegistration import IMSERegistrationLogic
+    from IMSESlicerLib.sample_data import load_sample
+    from IMSESlicerLib.volumes import image_from_volume
+
+    nodes = load_sample(scene, "IMSE brain pair 2D")
+    logic = IMSERegistrationLogic()
+    assert "--grid-spacing" not in logic.registrationRun(_parameters(logic, nodes, similarity="MIND")).arguments
+    run = logic.registrationRun(_parameters(logic, nodes, similarity="MIND", gridSpacing=3.0))
+    assert run.arguments[run.arguments.index("--grid-spacing") + 1] == "3.0"
+    result = run.start().wait()
+    assert image_from_volume(result.warped).shape == image_from_volume(nodes["fixed"]).shape
+    assert float(next(row["value"] for row in result.rows if row["quantity"] == "grid_spacing_mm")) == 3.0
+
+
 def test_logic_bad_input_says_what_to_do(scene):
     from IMSERegistration import IMSERegistrationLogic
     from IMSESlicerLib.sample_data import load_sample
@@ -102,6 +119,9 @@ def test_discrete_search_from_the_logic_and_the_panel(scene):
     assert ui.applyButton.enabled and not ui.regularizationSpinBox.enabled and not ui.iterationsSpinBox.enabled
     ui.similarityComboBox.currentIndex = ui.similarityComboBox.findText("MI")
     assert not ui.applyButton.enabled and "voxel by voxel" in ui.applyButton.toolTip
+    assert ui.gridSpacingSpinBox.enabled
+    ui.similarityComboBox.currentIndex = ui.similarityComboBox.findText("AdaCS")
+    assert not ui.gridSpacingSpinBox.enabled  # AdaCS registers on its own grid
 
 
 def test_panel_registers_and_cancel_leaves_nothing(scene, screenshots):
