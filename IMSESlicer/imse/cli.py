@@ -73,6 +73,10 @@ def _train_evaluator(args: argparse.Namespace) -> None:
         recipe=args.recipe,
         aligned_fraction=args.aligned_fraction,
         remap=args.remap,
+        elastic_sigma_voxels=tuple(args.elastic_sigma),
+        noise_probability=args.noise_probability,
+        noise_std=args.noise_std,
+        random_noise_std=args.random_noise_std,
         adversarial_fraction=args.adversarial_fraction,
         adversarial_steps=args.adversarial_steps,
         initial_model=args.initial_model,
@@ -500,6 +504,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--recipe", choices=RECIPES, default="ours", help="pair misalignments (default: %(default)s)")
     train.add_argument("--aligned-fraction", type=float, default=0.25, help="share of aligned pairs, recipe 'ours' (default: %(default)s)")
     train.add_argument("--no-remap", dest="remap", action="store_false", help="no Shuffle Remap: an evaluator for same-modality pairs only")
+    train.add_argument(
+        "--elastic-sigma",
+        type=float,
+        nargs=2,
+        default=[12.0, 12.0],
+        metavar=("LOW", "HIGH"),
+        help="width range (voxels) of the random elastic warps, drawn per batch; the displacement keeps the paper's size (default: 12 12, the paper's)",
+    )
+    train.add_argument("--noise-probability", type=float, default=0.2, help="share of remapped images given Gaussian noise (default: %(default)s)")
+    train.add_argument("--noise-std", type=float, default=0.05, help="its standard deviation, in [-1, 1] units (default: %(default)s)")
+    train.add_argument("--random-noise-std", action="store_true", help="draw each noisy image's standard deviation uniformly in [0, --noise-std]")
     train.add_argument(
         "--adversarial-fraction",
         type=float,

@@ -157,11 +157,13 @@ def monotone_histogram_shift(
     return torch.stack(shifted)
 
 
-def gaussian_noise(x: torch.Tensor, generator: torch.Generator, std: float = 0.05) -> torch.Tensor:
-    """Add white Gaussian noise of standard deviation ``std`` (in [-1, 1] units), then clamp."""
+def gaussian_noise(x: torch.Tensor, generator: torch.Generator, std: float = 0.05, random_std: bool = False) -> torch.Tensor:
+    """Add white Gaussian noise of standard deviation ``std`` (in [-1, 1] units), or with
+    ``random_std`` of a standard deviation drawn per sample uniformly in ``[0, std]``; then clamp."""
     _check_image(x)
+    sigma = _uniform_per_sample(0.0, std, x, generator) if random_std else std
     noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    return (x + std * noise).clamp(-1, 1)
+    return (x + sigma * noise).clamp(-1, 1)
 
 
 def bias_field(x: torch.Tensor, generator: torch.Generator, strength: float = 0.3, order: int = 3) -> torch.Tensor:
@@ -250,7 +252,8 @@ class RemapAugmentation:
     then the MRI-style chain sharpen, Gaussian noise, bias field, contrast change, k-space spikes.
 
     Call it on images ``[N, C, H, W]`` or ``[N, C, D, H, W]`` in [-1, 1] with a generator on their
-    device; the decisions and parameters are drawn per sample.
+    device; the decisions and parameters are drawn per sample. ``random_noise_std`` draws each
+    noisy sample's noise level uniformly in ``[0, noise_std]`` instead of using ``noise_std``.
     """
 
     min_points: int = 2
@@ -263,6 +266,7 @@ class RemapAugmentation:
     contrast_probability: float = 0.2
     spike_probability: float = 0.2
     noise_std: float = 0.05
+    random_noise_std: bool = False
     bias_strength: float = 0.3
     max_log_gamma: float = 0.3
     max_sharpen_amount: float = 1.5
@@ -279,7 +283,7 @@ class RemapAugmentation:
             (self.negate_probability, negate),
             (self.histogram_shift_probability, monotone_histogram_shift),
             (self.sharpen_probability, partial(sharpen, max_amount=self.max_sharpen_amount)),
-            (self.noise_probability, partial(gaussian_noise, std=self.noise_std)),
+            (self.noise_probability, partial(gaussian_noise, std=self.noise_std, random_std=self.random_noise_std)),
             (self.bias_field_probability, partial(bias_field, strength=self.bias_strength)),
             (self.contrast_probability, partial(contrast_change, max_log_gamma=self.max_log_gamma)),
             (self.spike_probability, partial(kspace_spikes, max_amplitude=self.max_spike_amplitude)),

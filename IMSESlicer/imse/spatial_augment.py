@@ -73,6 +73,17 @@ def elastic_alpha_for_dim(dim: int, sigma: float = PAPER_ELASTIC_SIGMA, alpha_2d
     return alpha_2d * elastic_displacement_std(2, 1.0, sigma) / elastic_displacement_std(dim, 1.0, sigma)
 
 
+def random_elastic_width(dim: int, sigma_range: tuple[float, float], generator: torch.Generator) -> tuple[float, float]:
+    """``(sigma, alpha)`` of an elastic warp whose Gaussian width ``sigma`` (voxels) is drawn
+    uniformly in ``sigma_range`` (nothing is drawn when its ends are equal) and whose ``alpha``
+    gives the displacement the standard deviation of the paper's 2D field (alpha 120, sigma 12:
+    1.64 voxels) whatever the width and dimension: narrower warps are more local, not larger."""
+    low, high = (float(v) for v in sigma_range)
+    sigma = low if low == high else low + (high - low) * float(torch.rand(1, generator=generator, device=generator.device))
+    paper_std = elastic_displacement_std(2, PAPER_ELASTIC_ALPHA, PAPER_ELASTIC_SIGMA)
+    return sigma, elastic_alpha_for_dim(dim, sigma) * (paper_std / elastic_displacement_std(2, PAPER_ELASTIC_ALPHA, sigma))
+
+
 def random_elastic_displacement(
     shape: tuple[int, ...],
     batch: int,

@@ -49,7 +49,7 @@ from .inflation import inflate_evaluator
 from .models import ModelCard, find_model, load_checkpoint, load_model, save_checkpoint, save_model
 from .networks import build_network
 from .remap import RemapAugmentation
-from .spatial_augment import apply_displacement, random_spatial_transform
+from .spatial_augment import PAPER_ELASTIC_SIGMA, apply_displacement, random_elastic_width, random_spatial_transform
 from .training_run import TrainingRunSettings
 
 RECIPES = ("ours", "paper")
@@ -74,6 +74,10 @@ class EvaluatorTrainingConfig(TrainingRunSettings):
     remap: bool = True  # False: no Shuffle Remap, an evaluator for same-modality pairs only
     adversarial_fraction: float = 0.0  # share of batches warped by RegistrationAttack first
     adversarial_steps: int = 8
+    elastic_sigma_voxels: tuple[float, float] = (PAPER_ELASTIC_SIGMA, PAPER_ELASTIC_SIGMA)  # width range of the elastic warps
+    noise_probability: float = 0.2  # share of remapped images given Gaussian noise
+    noise_std: float = 0.05  # its standard deviation ([-1, 1] units), or the top of its range
+    random_noise_std: bool = False  # draw each noisy image's standard deviation in [0, noise_std]
     initial_model: str | None = None  # start from this evaluator's weights (name or path)
     validation_pairs: int = 32
 
@@ -89,6 +93,11 @@ class EvaluatorTrainingConfig(TrainingRunSettings):
             raise ImageError("adversarial_fraction must lie between 0 and 1.")
         if self.adversarial_steps < 1:
             raise ImageError(f"adversarial_steps must be at least 1, got {self.adversarial_steps}.")
+        self.elastic_sigma_voxels = tuple(float(v) for v in self.elastic_sigma_voxels)
+        if len(self.elastic_sigma_voxels) != 2 or not 0 < self.elastic_sigma_voxels[0] <= self.elastic_sigma_voxels[1]:
+            raise ImageError(f"elastic_sigma_voxels must be two widths 0 < low <= high (voxels), got {self.elastic_sigma_voxels}.")
+        if not 0.0 <= self.noise_probability <= 1.0 or self.noise_std < 0:
+            raise ImageError("noise_probability must lie between 0 and 1 and noise_std must be at least 0.")
         self.spacing_mm = self.spacing_mm or (2.0 if self.dim == 2 else 3.0)
         self.patch_size = tuple(self.patch_size or ((96, 96) if self.dim == 2 else (64, 64, 64)))
         if len(self.patch_size) != self.dim:
@@ -155,15 +164,23 @@ def pair_displacements(
     aligned_fraction: float,
     generator: torch.Generator,
     device: torch.device | str | None = None,
+    elastic_sigma_voxels: tuple[float, float] = (PAPER_ELASTIC_SIGMA, PAPER_ELASTIC_SIGMA),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The two random transforms ``T1``, ``T2`` of a batch of pairs, in voxels
-    ``[batch, dim, *shape]`` each (see the module docstring for the recipes)."""
-    first = random_spatial_transform(shape, batch, generator, device)
+    ``[batch, dim, *shape]`` each (see the module docstring for the recipes). Each transform's
+    elastic part has a width drawn in ``elastic_sigma_voxels`` and the paper's displacement size
+    (:func:`~imse.spatial_augment.random_elastic_width`)."""
+
+    def transform() -> torch.Tensor:
+        sigma, alpha = random_elastic_width(len(shape), elastic_sigma_voxels, generator)
+        return random_spatial_transform(shape, batch, generator, device, alpha=alpha, sigma=sigma)
+
+    first = transform()
     if recipe == "paper":
-        return first, random_spatial_transform(shape, batch, generator, device)
+        return first, transform()
     strength = torch.rand(batch, generator=generator, device=device)
     strength = torch.where(torch.rand(batch, generator=generator, device=device) < aligned_fraction, 0.0, strength)
-    perturbation = random_spatial_transform(shape, batch, generator, device) * strength.view(-1, *([1] * (len(shape) + 1)))
+    perturbation = transform() * strength.view(-1, *([1] * (len(shape) + 1)))
     return first, compose(perturbation, first, Geometry.identity(len(shape)))  # T1, then the perturbation
 
 
@@ -216,11 +233,12 @@ def make_training_pair(
     remap: RemapAugmentation,
     generator: torch.Generator,
     attack: RegistrationAttack | None = None,
+    elastic_sigma_voxels: tuple[float, float] = (PAPER_ELASTIC_SIGMA, PAPER_ELASTIC_SIGMA),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Network input ``[SR(x o T1), x o T2]`` ``[N, 2, *S]`` and target ``(x o T2 - x o T1) / 2``
     ``[N, 1, *S]`` for a batch ``x`` ``[N, 1, *S]`` in [-1, 1] (see the module docstring); with
     an ``attack``, one side of the pair is warped by it first and the target follows."""
-    first, second = pair_displacements(tuple(x.shape[2:]), x.shape[0], recipe, aligned_fraction, generator, x.device)
+    first, second = pair_displacements(tuple(x.shape[2:]), x.shape[0], recipe, aligned_fraction, generator, x.device, elastic_sigma_voxels)
     x1 = apply_displacement(x, first)
     x2 = apply_displacement(x, second)
     other = remap(x1, generator)
@@ -278,7 +296,11 @@ def _train(config, device, rank, world, progress, should_stop) -> Path | None:
     model = torch.nn.parallel.DistributedDataParallel(network) if world > 1 else network
     optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate, betas=config.betas)
     generator = torch.Generator(device=device).manual_seed(config.seed * 1000 + rank)
-    remap = RemapAugmentation() if config.remap else _no_remap
+    remap = (
+        RemapAugmentation(noise_probability=config.noise_probability, noise_std=config.noise_std, random_noise_std=config.random_noise_std)
+        if config.remap
+        else _no_remap
+    )
     sampler = PatchSampler(training, config.patch_size, generator)
     attack = RegistrationAttack(network, config.adversarial_steps) if config.adversarial_fraction > 0 else None
     validation_set = _validation_set(validation, config, remap, device)
@@ -310,7 +332,9 @@ def _train(config, device, rank, world, progress, should_stop) -> Path | None:
             break  # the time budget ends training normally: the model is written
         adversarial = attack is not None and float(torch.rand((), generator=generator, device=device)) < config.adversarial_fraction
         batch = sampler.sample(config.batch_size)
-        inputs, target = make_training_pair(batch, config.recipe, config.aligned_fraction, remap, generator, attack if adversarial else None)
+        inputs, target = make_training_pair(
+            batch, config.recipe, config.aligned_fraction, remap, generator, attack if adversarial else None, config.elastic_sigma_voxels
+        )
         loss = F.l1_loss(model(inputs), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -353,6 +377,8 @@ def _train(config, device, rank, world, progress, should_stop) -> Path | None:
             "shuffle_remap": config.remap,
             "adversarial_fraction": config.adversarial_fraction,
             "adversarial_steps": config.adversarial_steps,
+            "elastic_sigma_voxels": list(config.elastic_sigma_voxels),
+            "noise": {"probability": config.noise_probability, "std": config.noise_std, "random_std": config.random_noise_std},
             "initial_model": config.initial_model,
             "iterations": step,
             "batch_size": config.batch_size * world,
@@ -410,7 +436,7 @@ def _validation_set(volumes, config, remap, device) -> list[tuple[torch.Tensor, 
     pairs = []
     for start in range(0, config.validation_pairs, config.batch_size):
         count = min(config.batch_size, config.validation_pairs - start)
-        pairs.append(make_training_pair(sampler.sample(count), config.recipe, config.aligned_fraction, remap, generator))
+        pairs.append(make_training_pair(sampler.sample(count), config.recipe, config.aligned_fraction, remap, generator, None, config.elastic_sigma_voxels))
     return pairs
 
 

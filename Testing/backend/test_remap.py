@@ -162,6 +162,15 @@ def test_gaussian_noise_has_the_requested_standard_deviation():
     assert abs(noisy.mean().item()) < 0.002
 
 
+def test_gaussian_noise_with_a_random_level_draws_one_level_per_sample_up_to_the_given_one():
+    noisy = remap.gaussian_noise(torch.zeros(64, 1, 64, 64), seeded(0), std=0.1, random_std=True)
+    levels = noisy.flatten(1).std(1)
+    assert levels.max() < 0.1 * 1.05 and levels.min() < 0.02  # all below the top, some near zero
+    assert abs(levels.mean().item() - 0.05) < 0.01  # uniform in [0, 0.1]
+    augmentation = remap.RemapAugmentation(noise_probability=1.0, noise_std=0.1, random_noise_std=True)
+    assert augmentation.corruptions()[3][1].keywords == {"std": 0.1, "random_std": True}
+
+
 def test_bias_field_is_a_smooth_positive_factor_on_the_unit_range():
     images = torch.full((2, 1, 64, 64), 0.0)  # 0.5 on the [0, 1] scale
     biased = remap.bias_field(images, seeded(0), strength=0.3)

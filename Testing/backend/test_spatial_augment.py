@@ -87,6 +87,25 @@ def test_the_3d_default_matches_the_2d_size_and_the_reference_3d_setting_is_far_
     assert sa.elastic_alpha_for_dim(3) == pytest.approx(120.0 * math.sqrt(2 * math.sqrt(math.pi) * 12.0), rel=0.01)
 
 
+@pytest.mark.parametrize("dim", [2, 3])
+def test_elastic_widths_drawn_in_a_range_keep_the_papers_displacement_size(dim):
+    paper_std = sa.elastic_displacement_std(2, 120.0, 12.0)
+    generator = seeded(0)
+    widths = []
+    for _ in range(20):
+        sigma, alpha = sa.random_elastic_width(dim, (5.0, 12.0), generator)
+        widths.append(sigma)
+        assert sa.elastic_displacement_std(dim, alpha, sigma) == pytest.approx(paper_std)
+    assert 5.0 <= min(widths) < 6.5 and 10.5 < max(widths) <= 12.0
+    # the paper's single width draws nothing and gives the default alpha
+    state = generator.get_state()
+    assert sa.random_elastic_width(dim, (12.0, 12.0), generator) == (12.0, sa.elastic_alpha_for_dim(dim))
+    assert torch.equal(generator.get_state(), state)
+    sigma, alpha = sa.random_elastic_width(2, (5.0, 5.0), seeded(1))
+    narrow = sa.random_elastic_displacement((128, 128), 8, seeded(1), alpha=alpha, sigma=sigma)
+    assert sigma == 5.0 and narrow.std().item() == pytest.approx(paper_std, rel=0.15)
+
+
 def test_the_elastic_field_is_stationary_up_to_the_borders():
     field = sa.random_elastic_displacement((96, 96), 16, seeded(1), sigma=6.0)
     border, middle = field[..., :4].std(), field[..., 44:52].std()

@@ -135,6 +135,22 @@ def test_fine_tuning_starts_from_the_initial_model_and_records_the_adversarial_s
     assert training["initial_model"] == str(first) and training["adversarial_fraction"] == 1.0 and training["adversarial_steps"] == 2
 
 
+def test_the_noise_and_elastic_width_options_change_the_pairs_and_are_recorded(tmp_path):
+    """From the command line: the pairs differ from the default recipe's (the validation loss at
+    step 0 changes), and the card records the settings."""
+    from imse.cli import main
+
+    common = ["train-evaluator", "--dim", "2", "--patch-size", "32", "32", "--batch-size", "2", "--iterations", "2", "--validation-every", "1", "--device", "cpu"]
+    assert main([*common, "--out", str(tmp_path / "plain"), "--name", "plain"]) == 0
+    options = ["--noise-probability", "0.6", "--noise-std", "0.1", "--random-noise-std", "--elastic-sigma", "5", "12"]
+    assert main([*common, "--out", str(tmp_path / "varied"), "--name", "varied", *options]) == 0
+    plain = json.loads((tmp_path / "plain" / "plain.json").read_text())["training"]
+    varied = json.loads((tmp_path / "varied" / "varied.json").read_text())["training"]
+    assert plain["elastic_sigma_voxels"] == [12.0, 12.0] and plain["noise"] == {"probability": 0.2, "std": 0.05, "random_std": False}
+    assert varied["elastic_sigma_voxels"] == [5.0, 12.0] and varied["noise"] == {"probability": 0.6, "std": 0.1, "random_std": True}
+    assert varied["history"][0]["validation_l1"] != plain["history"][0]["validation_l1"]
+
+
 def test_a_2d_evaluator_starts_a_3d_training_inflated_and_the_reverse_is_refused(tmp_path):
     first = train_evaluator(EvaluatorTrainingConfig(out=tmp_path / "first", name="first", iterations=2, **TINY))
     three = dict(TINY, dim=3, patch_size=(16, 16, 16), batch_size=1, validation_pairs=1)
@@ -155,6 +171,10 @@ def test_bad_training_settings_are_refused(tmp_path):
         EvaluatorTrainingConfig(out=tmp_path, dim=3, patch_size=(32, 32))
     with pytest.raises(ImageError, match="adversarial_fraction"):
         EvaluatorTrainingConfig(out=tmp_path, adversarial_fraction=1.5)
+    with pytest.raises(ImageError, match="elastic_sigma_voxels"):
+        EvaluatorTrainingConfig(out=tmp_path, elastic_sigma_voxels=(12.0, 5.0))
+    with pytest.raises(ImageError, match="noise_probability"):
+        EvaluatorTrainingConfig(out=tmp_path, noise_probability=2.0)
 
 
 def test_two_process_distributed_training_on_cpu(tmp_path):
