@@ -12,9 +12,10 @@ Rows: Initial (no registration), our optimisation (Adam) with NCC, MI, MIND and 
 shipped evaluator), the extra row MIND + IMSE (their sum: the combined loss the issue allows
 beside, never instead of, IMSE alone), MIND and IMSE with the discrete search
 (:mod:`imse.discrete`) instead of Adam (MIND also with the fixed image's automatic foreground
-mask, every other row registering without masks; both in 2D also on a 1.5 mm grid), IMSE (network) with the installed 2D model trained
-with the IMSE loss, and the peers a user would pick instead, when installed: elastix (itk-elastix, its
-default B-spline map with AdvancedMattesMutualInformation) and ANTs SyN (antspyx, affine then
+mask, every other row registering without masks; both in 2D also on a 1.5 mm grid), IMSE
+(network) with the installed 2D model trained with the IMSE loss, and the peers a user would
+pick instead, when installed: elastix (itk-elastix, its default B-spline map with
+AdvancedMattesMutualInformation) and ANTs SyN (antspyx, affine then
 SyN, Mattes MI for both; it runs in its own environment, ``make ants``, and its seconds are the
 registration alone, as ANTs timed it).
 Every method's result is a displacement in mm on the fixed grid (ITK convention) and is scored
