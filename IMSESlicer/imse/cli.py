@@ -269,11 +269,12 @@ def _register(args: argparse.Namespace) -> None:
         evaluator = _optional_evaluator(args, fixed, required=settings.uses_evaluator)
         with _progress_reporter(args.progress, "registering") as progress:
             result = register_pair(fixed, moving, settings, fixed_mask, moving_mask, evaluator, progress=progress)
+    optimised = network is None or bool(args.refine_iterations)  # a per-pair optimisation ran
     summary = {
         "mode": "optimisation" if network is None else f"network {network.card.name}" + (f" + {args.refine_iterations} refinement iterations" if args.refine_iterations else ""),
         "similarity": similarity,
-        "optimizer": settings.optimizer if network is None or args.refine_iterations else None,
-        "grid_spacing_mm": args.grid_spacing if network is None or args.refine_iterations else None,
+        "optimizer": settings.optimizer if optimised else None,
+        "grid_spacing_mm": args.grid_spacing if optimised else None,
         "fixed_mask": args.fixed_mask,
         "moving_mask": args.moving_mask,
         "seconds": round(result.seconds, 2),

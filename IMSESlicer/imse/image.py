@@ -183,14 +183,20 @@ def resample_to(
     return from_sitk(resampled)
 
 
+def grid_shape(image: Image, spacing_mm: float | tuple[float, ...]) -> tuple[int, ...]:
+    """The array shape of :func:`grid_with_spacing` (computed without allocating it)."""
+    new_spacing = np.broadcast_to(np.asarray(spacing_mm, dtype=float), (image.dim,))
+    spacing = np.asarray(image.geometry.spacing)
+    size = np.maximum(np.floor((np.array(image.shape[::-1]) - 1) * spacing / new_spacing + 1e-6).astype(int) + 1, 1)
+    return tuple(int(n) for n in size[::-1])
+
+
 def grid_with_spacing(image: Image, spacing_mm: float | tuple[float, ...]) -> Image:
     """An empty (zero) image on a grid of ``spacing_mm`` (one value for all axes, or one per
     axis in ITK order) that covers the physical box of ``image``, with its origin and direction."""
     new_spacing = np.broadcast_to(np.asarray(spacing_mm, dtype=float), (image.dim,))
-    spacing = np.asarray(image.geometry.spacing)
-    size = np.maximum(np.floor((np.array(image.shape[::-1]) - 1) * spacing / new_spacing + 1e-6).astype(int) + 1, 1)
     geometry = Geometry(tuple(new_spacing), image.geometry.origin, image.geometry.direction)
-    return Image(np.zeros(tuple(size[::-1]), np.uint8), geometry)
+    return Image(np.zeros(grid_shape(image, spacing_mm), np.uint8), geometry)
 
 
 def resample_to_spacing(image: Image, spacing_mm: float | tuple[float, ...], interpolation: str = "linear") -> Image:

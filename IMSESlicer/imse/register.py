@@ -27,7 +27,7 @@ from .errors import ImageError
 from .field import as_displacement, jacobian_determinant, physical_points, warp
 from .filters import optional_gaussian_smooth
 from .geometry import Geometry
-from .image import Image, from_tensor, grid_with_spacing, normalize_for_registration, resample_to, resample_to_spacing, to_tensor
+from .image import Image, from_tensor, grid_shape, grid_with_spacing, normalize_for_registration, resample_to, resample_to_spacing, to_tensor
 from .networks import evaluator_fits
 from .progress import IterationTracker, Progress
 from .regularization import regularization
@@ -383,8 +383,7 @@ def _check_grid_spacing(grid_spacing_mm, fixed: Image) -> None:
             f"The grid spacing must be one positive value in mm, or one per axis ({fixed.dim}); got {grid_spacing_mm}. "
             "Leave it unset to register on the fixed image's own grid."
         )
-    extent = np.asarray(fixed.shape[::-1]) * np.asarray(fixed.geometry.spacing)
-    voxels = float(np.prod(np.ceil(extent / np.broadcast_to(spacing, (fixed.dim,)))))
+    voxels = float(np.prod(grid_shape(fixed, tuple(np.broadcast_to(spacing, (fixed.dim,))))))
     if voxels > 2**28:
         raise ImageError(
             f"A {grid_spacing_mm} mm grid over the fixed image would hold {voxels:.3g} voxels; choose a coarser grid spacing."

@@ -333,7 +333,7 @@ def _train(config, device, rank, world, progress, should_stop) -> Path | None:
         adversarial = attack is not None and float(torch.rand((), generator=generator, device=device)) < config.adversarial_fraction
         batch = sampler.sample(config.batch_size)
         inputs, target = make_training_pair(
-            batch, config.recipe, config.aligned_fraction, remap, generator, attack if adversarial else None, config.elastic_sigma_voxels
+            batch, config.recipe, config.aligned_fraction, remap, generator, attack if adversarial else None, elastic_sigma_voxels=config.elastic_sigma_voxels
         )
         loss = F.l1_loss(model(inputs), target)
         optimizer.zero_grad(set_to_none=True)
@@ -436,7 +436,7 @@ def _validation_set(volumes, config, remap, device) -> list[tuple[torch.Tensor, 
     pairs = []
     for start in range(0, config.validation_pairs, config.batch_size):
         count = min(config.batch_size, config.validation_pairs - start)
-        pairs.append(make_training_pair(sampler.sample(count), config.recipe, config.aligned_fraction, remap, generator, None, config.elastic_sigma_voxels))
+        pairs.append(make_training_pair(sampler.sample(count), config.recipe, config.aligned_fraction, remap, generator, elastic_sigma_voxels=config.elastic_sigma_voxels))
     return pairs
 
 

@@ -82,9 +82,9 @@ OURS = {
 #: The "_fine" rows register the 2 mm 2D pairs on a 1.5 mm grid, where the 2D evaluator scores
 #: them better (chosen on 21 other pairs: IMSE 2.60 mm at 2 mm, 2.33 at 1.5, 2.31 at 1.25, 2.44
 #: at 1); MIND's row, on the same grid, shows what the finer grid gives the other similarity.
-#: Not in 3D: IMSE's search takes over 2 CPU minutes a volume on the 3 mm grid and about 2.4
-#: times that on 2.25 mm (one-off, session 10: 2.50/2.57/2.32 -> 2.34/2.44/2.32 mm on the
-#: first volume of each kind).
+#: Not in 3D: IMSE's search takes over 2 CPU minutes a volume on the 3 mm grid, and a 2.25 mm
+#: grid holds 2.4 times the voxels (one-off, session 10: 2.50/2.57/2.32 -> 2.34/2.44/2.32 mm on
+#: the first volume of each kind, 564-723 s each on a shared machine).
 FINE_GRID_DIMS = (2,)
 METHOD_NAMES = {
     "initial": "Initial",
