@@ -30,13 +30,27 @@ from IMSESlicerLib import panel
 #: What the panel offers -> the backend's similarity name (AdaCS runs `imse adacs register`).
 SIMILARITIES = {"MIND": "mind", "IMSE": "imse", "MIND + IMSE": "mind+imse", "AdaCS": "adacs", "MI": "mi", "NCC": "ncc", "MSE": "mse"}
 #: What the panel offers -> the backend's optimiser (``imse register --optimizer``).
-OPTIMIZERS = {"gradient (Adam)": "adam", "discrete search": "discrete"}
-#: The similarities the discrete search can use: it compares costs voxel by voxel.
-VOXELWISE = ("MIND", "IMSE", "MIND + IMSE", "MSE")
-DISCRETE_NEEDS_VOXELWISE = _(
-    "The discrete search compares the images voxel by voxel: choose MIND, IMSE, MIND + IMSE or MSE, or the gradient (Adam) optimiser."
-)
+OPTIMIZERS = {"gradient (Adam)": "adam", "discrete search": "discrete", "demons": "demons"}
+#: The similarities that each gradient-free optimiser can use (Adam takes them all), and what
+#: the panel says when another one is chosen.
+GRADIENT_FREE = {
+    "discrete": (
+        ("MIND", "IMSE", "MIND + IMSE", "MSE"),
+        _("The discrete search compares the images voxel by voxel: choose MIND, IMSE, MIND + IMSE or MSE, or the gradient (Adam) optimiser."),
+    ),
+    "demons": (
+        ("IMSE", "MSE"),
+        _("The demons are driven by an intensity residual, the evaluator's or the images' own: choose IMSE or MSE, or another optimiser."),
+    ),
+}
 DEVICES = ("auto", "cuda", "cpu")
+
+
+def optimizer_refusal(parameters) -> str | None:
+    """Why the chosen optimiser cannot use the chosen similarity (the panel's labels in the
+    parameter node ``parameters``), or ``None`` when it can."""
+    usable, reason = GRADIENT_FREE.get(OPTIMIZERS[parameters.optimizer], (tuple(SIMILARITIES), None))
+    return None if parameters.similarity in usable else reason
 
 
 class IMSERegistration(ScriptedLoadableModule):
@@ -60,7 +74,7 @@ class IMSERegistrationParameterNode:
     """Inputs (fixed/moving volumes, optional label-map masks, or the fixed volume's automatic
     foreground mask when no fixed mask is chosen), options (similarity; reference:
     which volume is in the evaluator's trained modality, for the IMSE choices; mode
-    optimisation/network; optimiser, gradient or discrete search; levels; grid spacing in mm,
+    optimisation/network; optimiser, gradient, discrete search or demons; levels; grid spacing in mm,
     0 meaning the fixed volume's own grid; iterations,
     regularisation weight with 0 meaning the similarity's default, diffeomorphic, affine,
     device, model) and outputs (transform, warped volume; new nodes when empty)."""
@@ -106,19 +120,19 @@ class IMSERegistrationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWid
         parameters = self._parameterNode
         ready = bool(parameters and parameters.fixedVolume and parameters.movingVolume)
         ready = ready and (parameters.mode == "optimisation" or bool(parameters.model))
-        discrete = bool(parameters and OPTIMIZERS[parameters.optimizer] == "discrete")
-        searchable = not discrete or parameters.similarity in VOXELWISE
-        self.ui.applyButton.enabled = (ready and searchable) or self.controller.running
+        gradient_free = bool(parameters and OPTIMIZERS[parameters.optimizer] != "adam")
+        refusal = optimizer_refusal(parameters) if parameters else None
+        self.ui.applyButton.enabled = (ready and refusal is None) or self.controller.running
         self.ui.modelComboBox.enabled = bool(parameters and parameters.mode == "network")
         self.ui.referenceComboBox.enabled = bool(parameters and "imse" in SIMILARITIES[parameters.similarity])
-        self.ui.regularizationSpinBox.enabled = not discrete  # the discrete search regularises by smoothing
+        self.ui.regularizationSpinBox.enabled = not gradient_free  # the discrete search and the demons regularise by smoothing
         self.ui.gridSpacingSpinBox.enabled = bool(parameters and SIMILARITIES[parameters.similarity] != "adacs")  # AdaCS registers on its network's grid
-        self.ui.iterationsSpinBox.enabled = not (discrete and parameters.mode == "optimisation")  # it runs a fixed schedule
+        self.ui.iterationsSpinBox.enabled = not (gradient_free and parameters.mode == "optimisation")  # they run a fixed schedule
         if not self.controller.running:
             if not ready:
                 self.ui.applyButton.toolTip = _("Choose a fixed and a moving volume (and, in network mode, a registration network).")
-            elif not searchable:
-                self.ui.applyButton.toolTip = DISCRETE_NEEDS_VOXELWISE
+            elif refusal:
+                self.ui.applyButton.toolTip = refusal
             else:
                 self.ui.applyButton.toolTip = _("Register the moving volume onto the fixed one (runs in the background; press again to cancel).")
 
@@ -167,8 +181,9 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
         if parameters.mode == "network" and not parameters.model:
             raise ValueError(_("Network mode needs a trained registration network: choose one, or use optimisation."))
         optimizer = OPTIMIZERS[parameters.optimizer]
-        if optimizer == "discrete" and parameters.similarity not in VOXELWISE:
-            raise ValueError(DISCRETE_NEEDS_VOXELWISE)
+        refusal = optimizer_refusal(parameters)
+        if refusal:
+            raise ValueError(refusal)
         fixed = world_image_from_volume(parameters.fixedVolume)
         moving = world_image_from_volume(parameters.movingVolume)
         planar = fixed.shape[0] == 1

@@ -24,9 +24,9 @@ from . import metrics
 from .device import resolve_device
 from .errors import ImageError
 from .networks import ARCHITECTURES
-from .register import OPTIMIZERS
+from .register import OPTIMIZERS, RegistrationSettings
 from .regularization import REGULARIZERS
-from .similarity import SIMILARITIES, VOXEL_SIMILARITIES, similarity_terms
+from .similarity import RESIDUAL_SIMILARITIES, SIMILARITIES, VOXEL_SIMILARITIES, similarity_terms
 from .train_evaluator import RECIPES
 
 #: The similarities on offer: each of the library's, and MIND plus the IMSE evaluator.
@@ -257,6 +257,7 @@ def _register(args: argparse.Namespace) -> None:
         diffeomorphic=args.diffeomorphic,
         affine=args.affine,
         optimizer=args.optimizer,
+        demons_iterations=args.demons_iterations,
         device=args.device,
     )
     if network is not None:  # --model named the network: error maps (and an imse refinement) use the default evaluator
@@ -603,9 +604,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--optimizer",
         choices=OPTIMIZERS,
         default="adam",
-        help=f"adam: gradient descent; discrete: a gradient-free search over shifts, for voxel-wise similarities ({', '.join(VOXEL_SIMILARITIES)}) (default: %(default)s)",
+        help=(
+            f"adam: gradient descent; discrete: a gradient-free search over shifts, for voxel-wise similarities ({', '.join(VOXEL_SIMILARITIES)}); "
+            f"demons: driven by the similarity's residual ({', '.join(RESIDUAL_SIMILARITIES)}; for imse, the evaluator's output) (default: %(default)s)"
+        ),
     )
     register.add_argument("--iterations", type=int, default=150, help="Adam iterations per level at most (default: %(default)s)")
+    register.add_argument("--demons-iterations", type=int, default=RegistrationSettings.demons_iterations, help="demons steps per level (default: %(default)s)")
     register.add_argument("--regularization", choices=REGULARIZERS, default="diffusion", help="(default: %(default)s)")
     register.add_argument("--regularization-weight", type=float, help="(default: a weight suited to the similarity)")
     register.add_argument("--diffeomorphic", action="store_true", help="optimise a stationary velocity field (invertible result)")

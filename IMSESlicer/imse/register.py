@@ -6,8 +6,9 @@ of grids in physical space, minimising ``similarity(fixed, moving o (id + u)) + 
 regularisation(u)``, optionally after an affine pre-alignment. The similarity is any of
 :mod:`imse.similarity` (the IMSE evaluator, MIND, MI, NCC, ...): the loop does not care
 which. Instead of Adam, ``optimizer="discrete"`` runs the gradient-free search of
-:mod:`imse.discrete` on each level (voxel-wise similarities; the smoothing of the field is its
-regulariser). Everything is physical: level grids keep the fixed image's box and direction, the
+:mod:`imse.discrete` on each level (voxel-wise similarities), and ``optimizer="demons"`` the
+demons of :mod:`imse.demons` (IMSE or MSE, whose residual drives them); for both, the smoothing
+of the field is the regulariser. Everything is physical: level grids keep the fixed image's box and direction, the
 regularisation uses mm derivatives, and the result is a displacement in mm on the fixed grid
 in ITK's convention (the fixed point ``p`` maps to the moving point ``p + u(p)``).
 """
@@ -21,6 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .demons import demons_stage
 from .device import resolve_device
 from .discrete import discrete_stage
 from .errors import ImageError
@@ -33,11 +35,11 @@ from .progress import IterationTracker, Progress
 from .regularization import regularization
 
 #: The optimisers of the dense stage: Adam on the similarity plus the regulariser, or the
-#: gradient-free search of :mod:`imse.discrete`.
-OPTIMIZERS = ("adam", "discrete")
+#: gradient-free search of :mod:`imse.discrete`, or the demons of :mod:`imse.demons`.
+OPTIMIZERS = ("adam", "discrete", "demons")
 #: The width (voxels) of the Gaussian that smooths the field, per optimiser (chosen on the
 #: registration benchmark's 2D pairs; see ``RegistrationSettings.smoothing_voxels``).
-DEFAULT_SMOOTHING_VOXELS = {"adam": 1.5, "discrete": 2.5}
+DEFAULT_SMOOTHING_VOXELS = {"adam": 1.5, "discrete": 2.5, "demons": 2.5}
 #: Diffusion weights that balance each similarity's scale, chosen on 2D MNI pairs with known
 #: 6 mm deformations (T2-, PD- and CT-like against T1; mean end-point error in the brain).
 #: The IMSE weight awaits the same sweep with trained evaluators.
@@ -69,7 +71,8 @@ class RegistrationSettings:
             pixel noise in the field, and is the discrete optimiser's only regulariser (0: off;
             ``None``: :data:`DEFAULT_SMOOTHING_VOXELS` of the optimiser). On 2D MNI pairs, 1.5
             lowered Adam's end-point error from 1.59 to 1.24 mm at the same spread of det J;
-            the discrete search needs 2.5 (1.5 left 0.02 % folds and 0.55 mm more error).
+            the discrete search needs 2.5 (1.5 left 0.02 % folds and 0.55 mm more error), and the
+            demons take the same (1.5 and 4 both gave 0.02-0.04 mm more error with IMSE).
         diffeomorphic: optimise a stationary velocity field and integrate it (scaling and
             squaring), which keeps the map invertible.
         affine: affine pre-alignment (at the coarsest level) before the dense stage.
@@ -77,13 +80,17 @@ class RegistrationSettings:
         optimizer: ``adam`` (gradient descent on the similarity plus the regulariser) or
             ``discrete`` (a gradient-free search over shifts, :mod:`imse.discrete`; it needs a
             voxel-wise similarity: mse, mae, lncc, mind, imse or their sums, and regularises by
-            ``smoothing_voxels`` alone, so ``regularization_weight`` must stay unset).
+            ``smoothing_voxels`` alone, so ``regularization_weight`` must stay unset) or
+            ``demons`` (:mod:`imse.demons`; it needs a similarity with a residual, imse or mse,
+            and regularises in the same way).
         discrete_steps_voxels: the discrete optimiser's schedule on each level: one search per
             entry, with steps of that many voxels of the level.
         discrete_radius: the discrete search tries ``-radius..radius`` steps along each axis.
         cost_smoothing_voxels: Gaussian width (voxels) over which the discrete search pools
             each voxel's cost.
         temperature: how soft the discrete search's minimum is (see :mod:`imse.discrete`).
+        demons_iterations: the demons' steps on each level (each calls the evaluator once; with
+            IMSE, 15-30 gave the same end-point error on 2D pairs, 10 fell short).
         patience, tolerance: a level stops early when its last ``patience`` iterations gained
             less than ``tolerance`` of the loss decrease the level has achieved so far.
         device: ``auto``, ``cuda`` or ``cpu``.
@@ -106,6 +113,7 @@ class RegistrationSettings:
     discrete_radius: int = 1
     cost_smoothing_voxels: float = 2.0
     temperature: float = 0.3
+    demons_iterations: int = 20
     patience: int = 20
     tolerance: float = 0.01
     device: str = "auto"
@@ -158,12 +166,11 @@ def register_pair(
     started = time.perf_counter()
     check_registration_inputs(fixed, moving, fixed_mask, moving_mask, settings, evaluator)
     device = resolve_device(settings.device)
-    discrete = settings.optimizer == "discrete"
-    similarity = _build_similarity(settings, evaluator, device)  # Adam's loss; the affine stage's for both
-    voxel_cost = _build_similarity(settings, evaluator, device, reduction="voxel") if discrete else None
+    similarity = _build_similarity(settings, evaluator, device)  # Adam's loss; the affine stage's for all
+    voxel_cost = _build_similarity(settings, evaluator, device, reduction="voxel") if settings.optimizer != "adam" else None
     fixed_normalised, moving_normalised = normalize_for_registration(fixed), normalize_for_registration(moving)
     levels = pyramid_grids(fixed, settings.levels, settings.grid_spacing_mm)
-    steps_per_level = len(settings.discrete_steps_voxels) if discrete else settings.iterations
+    steps_per_level = {"adam": settings.iterations, "discrete": len(settings.discrete_steps_voxels), "demons": settings.demons_iterations}[settings.optimizer]
     total = steps_per_level * len(levels) + (settings.affine_iterations if settings.affine else 0)
     tracker = IterationTracker(total, progress, should_stop, "The registration was cancelled; no result was produced.")
 
@@ -176,8 +183,10 @@ def register_pair(
     for index, grid in enumerate(levels):
         level = _Level(grid, fixed_normalised, moving_normalised, fixed_mask, moving_mask, device)
         parameter = resample_displacement(parameter, levels[max(index - 1, 0)].geometry, grid)
-        if discrete:
+        if settings.optimizer == "discrete":
             parameter = discrete_stage(level, index, parameter, voxel_cost, settings, tracker)
+        elif settings.optimizer == "demons":
+            parameter = demons_stage(level, index, parameter, voxel_cost, settings, tracker)
         else:
             parameter = _dense_stage(level, index, parameter, similarity, settings, tracker)
 
@@ -391,23 +400,33 @@ def _check_grid_spacing(grid_spacing_mm, fixed: Image) -> None:
 
 
 def _check_optimizer(settings: RegistrationSettings) -> None:
-    """Raise ImageError for an unknown optimiser or discrete settings it cannot run with."""
-    from .similarity import VOXEL_SIMILARITIES, similarity_terms
+    """Raise ImageError for an unknown optimiser, or settings the discrete search or the demons
+    cannot run with."""
+    from .similarity import RESIDUAL_SIMILARITIES, VOXEL_SIMILARITIES, similarity_terms
 
     if settings.optimizer not in OPTIMIZERS:
         raise ImageError(f"Unknown optimizer '{settings.optimizer}'; choose one of {list(OPTIMIZERS)}.")
-    if settings.optimizer != "discrete":
+    if settings.optimizer == "adam":
+        return
+    if settings.regularization_weight is not None:
+        raise ImageError(
+            f"The {settings.optimizer} optimiser regularises by smoothing the field, not with a weighted penalty: leave the "
+            "regularization weight unset (no --regularization-weight), or choose the adam optimizer."
+        )
+    if settings.optimizer == "demons":
+        if similarity_terms(settings.similarity) not in [[name] for name in RESIDUAL_SIMILARITIES]:
+            raise ImageError(
+                f"The demons move voxels by an intensity residual, which '{settings.similarity}' does not give: "
+                f"choose one of {list(RESIDUAL_SIMILARITIES)}, or the adam or discrete optimizer."
+            )
+        if settings.demons_iterations < 1:
+            raise ImageError(f"The demons need at least 1 iteration per level; got {settings.demons_iterations}.")
         return
     whole_image = [term for term in similarity_terms(settings.similarity) if term not in VOXEL_SIMILARITIES]
     if whole_image:
         raise ImageError(
             f"The discrete optimiser compares each voxel's cost, and {whole_image} measure(s) the whole image only: "
             f"choose one of {list(VOXEL_SIMILARITIES)}, or the adam optimizer."
-        )
-    if settings.regularization_weight is not None:
-        raise ImageError(
-            "The discrete optimiser regularises by smoothing the field, not with a weighted penalty: leave the "
-            "regularization weight unset (no --regularization-weight), or choose the adam optimizer."
         )
     if not settings.discrete_steps_voxels or min(settings.discrete_steps_voxels) <= 0:
         raise ImageError(f"The discrete steps must be a non-empty list of positive voxel sizes; got {settings.discrete_steps_voxels}.")

@@ -537,6 +537,23 @@ def _descriptor_distance(fixed_descriptor: torch.Tensor, moving_descriptor: torc
 # --------------------------------------------------------------------------------------------
 
 
+def _check_evaluator_inputs(fixed: torch.Tensor, moving: torch.Tensor, network: nn.Module) -> None:
+    """Raise ImageError unless ``network`` is an evaluator that fits the pair's dimension and
+    both images are normalised to [-1, 1]."""
+    dim = _check_pair(fixed, moving)
+    if not isinstance(network, nn.Module):
+        raise ImageError(f"The imse similarity needs an evaluator network (a torch Module), got {type(network).__name__}.")
+    network_dim = network_dimension(network)
+    if network_dim is not None and not evaluator_fits(network_dim, dim):
+        raise ImageError(f"The evaluator network is {network_dim}D but the images are {dim}D; use a {dim}D evaluator.")
+    for name, image in (("fixed", fixed), ("moving", moving)):
+        if bool((image.detach().abs() > 1.0 + IMSE_RANGE_TOLERANCE).any()):
+            raise ImageError(
+                f"The {name} image has intensities outside [-1, 1]; the evaluator needs images normalised "
+                "to [-1, 1] (imse.image.normalize_intensity)."
+            )
+
+
 def imse(
     fixed: torch.Tensor,
     moving: torch.Tensor,
@@ -564,20 +581,9 @@ def imse(
     """
     from .evaluator import predict  # imported here: the evaluator module pulls in SimpleITK
 
-    dim = _check_pair(fixed, moving)
     _check_choice(reduction, VOXEL_REDUCTIONS, "reduction")
     _check_choice(reference, REFERENCES, "reference")
-    if not isinstance(network, nn.Module):
-        raise ImageError(f"The imse similarity needs an evaluator network (a torch Module), got {type(network).__name__}.")
-    network_dim = network_dimension(network)
-    if network_dim is not None and not evaluator_fits(network_dim, dim):
-        raise ImageError(f"The evaluator network is {network_dim}D but the images are {dim}D; use a {dim}D evaluator.")
-    for name, image in (("fixed", fixed), ("moving", moving)):
-        if bool((image.detach().abs() > 1.0 + IMSE_RANGE_TOLERANCE).any()):
-            raise ImageError(
-                f"The {name} image has intensities outside [-1, 1]; the evaluator needs images normalised "
-                "to [-1, 1] (imse.image.normalize_intensity)."
-            )
+    _check_evaluator_inputs(fixed, moving, network)
     mask = _check_mask(mask, fixed)
     other, trained = (moving, fixed) if reference == "fixed" else (fixed, moving)
     magnitude = predict(network, other, trained).abs()
@@ -617,6 +623,12 @@ class MSE(_Similarity):
 
     def forward(self, fixed: torch.Tensor, moving: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return mse(fixed, moving, mask, self.reduction)
+
+    def in_common_modality(self, fixed: torch.Tensor, moving: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pair in one modality, whose difference is the demons' residual
+        (:mod:`imse.demons`): for a mono-modal measure, the images themselves."""
+        _check_pair(fixed, moving)
+        return fixed, moving
 
 
 class MAE(_Similarity):
@@ -744,6 +756,25 @@ class IMSESimilarity(_Similarity):
     def forward(self, fixed: torch.Tensor, moving: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return imse(fixed, moving, self.network, mask, self.reference, self.both_orders, self.reduction)
 
+    @torch.no_grad()
+    def in_common_modality(self, fixed: torch.Tensor, moving: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pair in the evaluator's trained modality, ``[N, 1, *spatial]`` each, whose
+        difference is the demons' residual (:mod:`imse.demons`): the image in that modality, and
+        the other one as the evaluator sees it there, ``reference - 2 E([other, reference])``
+        (the reference-guided translation, unclamped), so that ``fixed - moving`` is ``2 E`` or
+        ``-2 E``. Inputs as for :func:`imse`."""
+        from .evaluator import predict  # imported here: the evaluator module pulls in SimpleITK
+
+        if self.both_orders:
+            raise ImageError(
+                "The demons need the pair in one modality, and both_orders averages two: register with "
+                "reference 'fixed' or 'moving' alone, or with another optimizer."
+            )
+        _check_evaluator_inputs(fixed, moving, self.network)
+        if self.reference == "fixed":
+            return fixed, fixed - 2.0 * predict(self.network, moving, fixed)
+        return moving - 2.0 * predict(self.network, fixed, moving), moving
+
 
 class WeightedSum(nn.Module):
     """A combined similarity: ``sum_i weight_i * term_i(fixed, moving, mask)`` over similarity
@@ -775,6 +806,9 @@ SIMILARITIES: dict[str, type[_Similarity]] = {
 }
 #: The names of the similarities with a value at every voxel (their class's ``voxelwise``).
 VOXEL_SIMILARITIES = tuple(name for name, module in SIMILARITIES.items() if module.voxelwise)
+#: The names of the similarities that give a residual in one modality, which the demons need
+#: (their class's ``in_common_modality``).
+RESIDUAL_SIMILARITIES = tuple(name for name, module in SIMILARITIES.items() if hasattr(module, "in_common_modality"))
 
 
 def similarity_terms(name: str) -> list[str]:
@@ -845,6 +879,7 @@ __all__ = [
     "REDUCTIONS",
     "VOXEL_REDUCTIONS",
     "VOXEL_SIMILARITIES",
+    "RESIDUAL_SIMILARITIES",
     "SIMILARITIES",
     "WeightedSum",
     "build_similarity",

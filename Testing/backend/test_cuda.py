@@ -1,6 +1,6 @@
 """The backend on a CUDA device: the trainers (evaluator, registration network, AdaCS) run
-there end to end, and the inference paths there (error maps, per-pair registration with both
-optimisers, one-shot network registration, AdaCS) agree with the CPU. The whole module is
+there end to end, and the inference paths there (error maps, per-pair registration with each
+optimiser, one-shot network registration, AdaCS) agree with the CPU. The whole module is
 skipped on a machine without CUDA (CI has none): run it where there is a GPU."""
 
 import json
@@ -55,6 +55,16 @@ def test_registration_on_cuda_recovers_the_deformation_as_well_as_the_cpu(pair, 
         errors[device] = brain_endpoint_error(result.displacement, pair)
     assert errors["cuda"] < 0.7 * unregistered_endpoint_error(pair)
     assert abs(errors["cuda"] - errors["cpu"]) < 0.1  # mm: float rounding only, not another result
+
+
+def test_imse_demons_on_cuda_match_the_cpu(pair):
+    """The demons driven by the shipped 2D evaluator give the CPU's field on CUDA."""
+    fields = {}
+    for device in ("cpu", "cuda"):
+        settings = RegistrationSettings(similarity="imse", optimizer="demons", levels=1, device=device)
+        fields[device] = register_pair(pair.fixed, pair.moving, settings, evaluator=Evaluator.load(dim=2, device=device)).displacement
+    assert fields["cuda"].geometry == fields["cpu"].geometry
+    assert np.abs(fields["cuda"].array - fields["cpu"].array).max() < 0.05  # mm: float rounding only
 
 
 def test_registration_network_trains_and_registers_on_cuda(tmp_path, pair):

@@ -60,6 +60,20 @@ def test_shipped_2d_evaluator_registers_a_held_out_pair_on_its_grid_and_a_finer_
     assert brain_endpoint_error(result.displacement, pair) < 0.9 * unregistered_endpoint_error(pair)
 
 
+@pytest.mark.parametrize("fixed_contrast, moving_contrast, reference", [("t1", "t2", "fixed"), ("pd", "t1", "moving")])
+def test_shipped_2d_evaluator_drives_the_demons_with_either_image_as_its_reference(fixed_contrast, moving_contrast, reference):
+    """The demons, driven by the shipped 2D evaluator's residual, recover part of a known
+    deformation of a held-out pair whether the T1 image is fixed or moving. Measured: 3.20 ->
+    2.40 mm (T2-like moving) and 3.39 -> 2.37 mm (PD-like fixed); the discrete search 2.60 and
+    2.33."""
+    evaluator = Evaluator.load(dim=2)
+    pair = make_pair(dim=2, fixed_contrast=fixed_contrast, moving_contrast=moving_contrast, slice_mm=held_out_axial_position_mm(2.0), max_displacement_mm=8.0, seed=22 if moving_contrast == "t2" else 21)
+    settings = RegistrationSettings(similarity="imse", similarity_options={"reference": reference}, optimizer="demons", levels=1, device="cpu")
+    result = register_pair(pair.fixed, pair.moving, settings, evaluator=evaluator)
+    assert result.displacement.geometry == pair.fixed.geometry and (result.jacobian_determinant.array > 0).all()
+    assert brain_endpoint_error(result.displacement, pair) < 0.8 * unregistered_endpoint_error(pair)
+
+
 def held_out_voxels(image, spacing_mm: float) -> np.ndarray:
     """Voxels of ``image`` (a 3D pair, cropped from the atlas) inside the z range of the slab
     that training at ``spacing_mm`` held out."""
