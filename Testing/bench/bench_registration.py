@@ -12,7 +12,8 @@ Rows: Initial (no registration), our optimisation (Adam) with NCC, MI, MIND and 
 shipped evaluator), the extra row MIND + IMSE (their sum: the combined loss the issue allows
 beside, never instead of, IMSE alone), MIND and IMSE with the discrete search
 (:mod:`imse.discrete`) instead of Adam (MIND also with the fixed image's automatic foreground
-mask, every other row registering without masks; both in 2D also on a 1.5 mm grid), IMSE
+mask, every other row registering without masks; both in 2D also on a 1.5 mm grid), IMSE with
+the demons (:mod:`imse.demons`, driven by the evaluator's output; in 2D also on that grid), IMSE
 (network) with the installed 2D model trained with the IMSE loss, and the peers a user would
 pick instead, when installed: elastix (itk-elastix, its default B-spline map with
 AdvancedMattesMutualInformation) and ANTs SyN (antspyx, affine then
@@ -78,13 +79,16 @@ OURS = {
     "mind_discrete_fine": {"similarity": "mind", "optimizer": "discrete", "grid_spacing_mm": 1.5},
     "imse_discrete": {"similarity": "imse", "optimizer": "discrete", "levels": 1},
     "imse_discrete_fine": {"similarity": "imse", "optimizer": "discrete", "levels": 1, "grid_spacing_mm": 1.5},
+    "imse_demons": {"similarity": "imse", "optimizer": "demons", "levels": 1},
+    "imse_demons_fine": {"similarity": "imse", "optimizer": "demons", "levels": 1, "grid_spacing_mm": 1.5},
 }
 #: The "_fine" rows register the 2 mm 2D pairs on a 1.5 mm grid, where the 2D evaluator scores
 #: them better (chosen on 21 other pairs: IMSE 2.60 mm at 2 mm, 2.33 at 1.5, 2.31 at 1.25, 2.44
 #: at 1); MIND's row, on the same grid, shows what the finer grid gives the other similarity.
 #: Not in 3D: IMSE's search takes over 2 CPU minutes a volume on the 3 mm grid, and a 2.25 mm
 #: grid holds 2.4 times the voxels (one-off, session 10: 2.50/2.57/2.32 -> 2.34/2.44/2.32 mm on
-#: the first volume of each kind, 564-723 s each on a shared machine).
+#: the first volume of each kind, 564-723 s each on a shared machine); the demons gained nothing
+#: there (one-off, session 11: 2.62 -> 2.65 mm on the 6 volumes, 14 -> 39 CPU s a volume).
 FINE_GRID_DIMS = (2,)
 METHOD_NAMES = {
     "initial": "Initial",
@@ -98,6 +102,8 @@ METHOD_NAMES = {
     "mind_discrete_fine": "MIND (discrete search, on a 1.5 mm grid)",
     "imse_discrete": "IMSE (discrete search, finest level only)",
     "imse_discrete_fine": "IMSE (discrete search, finest level only, on a 1.5 mm grid)",
+    "imse_demons": "IMSE (demons, finest level only)",
+    "imse_demons_fine": "IMSE (demons, finest level only, on a 1.5 mm grid)",
     "imse_network": "IMSE (network, one shot)",
     "elastix": "elastix B-spline (MI)",
     "ants": "ANTs SyN (Mattes MI)",
@@ -195,9 +201,11 @@ def methods(dim: int, threads: int, evaluator) -> dict[str, Method | str]:
     3D evaluator is installed) or None."""
     rows: dict[str, Method | str] = {name: our_method(dim, evaluator, **arguments) for name, arguments in OURS.items()}
     if evaluator is None:
-        rows["imse"] = rows["mind+imse"] = rows["imse_discrete"] = rows["imse_discrete_fine"] = f"no {dim}D evaluator installed"
+        for name in ("imse", "mind+imse", "imse_discrete", "imse_discrete_fine", "imse_demons", "imse_demons_fine"):
+            rows[name] = f"no {dim}D evaluator installed"
     if dim not in FINE_GRID_DIMS:
-        rows["imse_discrete_fine"] = rows["mind_discrete_fine"] = "2D only (see FINE_GRID_DIMS)"
+        for name in ("mind_discrete_fine", "imse_discrete_fine", "imse_demons_fine"):
+            rows[name] = "2D only (see FINE_GRID_DIMS)"
     rows["imse_network"] = network_method(dim)
     rows["elastix"] = elastix_method(threads) if peers.elastix_available() else "not installed (pip install 'imse[bench]')"
     rows["ants"] = ants_method(threads) if peers.ants_available() else ANTS_MISSING
