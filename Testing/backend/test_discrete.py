@@ -1,19 +1,14 @@
 """The discrete optimiser (imse.discrete, RegistrationSettings(optimizer="discrete")): its soft
-minimum, its shift costs, recovery of known deformations in 2D, 3D and with anisotropic
-spacing, masks, the diffeomorphic mode, progress and cancel, bad settings, and the command line."""
+minimum, its shift costs, recovery of known deformations in 2D and 3D, and bad settings. (What
+it shares with the demons, anisotropic spacing, masks, the diffeomorphic mode, progress and
+cancel and the command line: test_gradient_free.py.)"""
 
-import json
-
-import numpy as np
 import pytest
 import torch
 
-from imse import metrics
 from imse.data import make_pair
 from imse.discrete import candidate_shifts, cost_against, shift_costs, soft_minimum_shift
-from imse.errors import Cancelled, ImageError
-from imse.geometry import Geometry
-from imse.image import resample_to_spacing, write_image
+from imse.errors import ImageError
 from imse.register import RegistrationSettings, register_pair
 from imse.similarity import build_similarity
 
@@ -73,53 +68,6 @@ def test_discrete_registration_recovers_a_known_deformation(dim, moving_contrast
     assert [entry["stage"] for entry in result.loss_curve] == ["discrete"] * (2 * len(RegistrationSettings().discrete_steps_voxels))
 
 
-def test_discrete_search_steps_along_each_axis_in_mm():
-    """Rows twice as far apart as columns: the search still recovers the deformation, so its
-    shifts follow each axis's own spacing."""
-    pair = make_pair(dim=2, moving_contrast="t2", spacing_mm=1.5, max_displacement_mm=6.0, seed=12)
-    coarse_y = (1.5, 3.0)
-    fixed, moving = resample_to_spacing(pair.fixed, coarse_y), resample_to_spacing(pair.moving, coarse_y)
-    truth = resample_to_spacing(pair.displacement, coarse_y)
-    brain = resample_to_spacing(pair.fixed_labels, coarse_y, "nearest").array > 0
-    result = register_pair(fixed, moving, RegistrationSettings(similarity="mind", **DISCRETE))
-    before = metrics.endpoint_error(truth.with_array(np.zeros_like(truth.array)), truth, brain)["mean"]
-    assert metrics.endpoint_error(result.displacement, truth, brain)["mean"] < 0.6 * before
-
-
-def test_masks_hold_the_discrete_search_to_them():
-    pair = make_pair(dim=2, moving_contrast="t2", spacing_mm=2.0, max_displacement_mm=6.0, seed=13)
-    mask = np.zeros(pair.fixed.shape, np.uint8)
-    mask[:, : pair.fixed.shape[1] // 2] = 1  # the left half only
-    settings = RegistrationSettings(similarity="mind", **DISCRETE)
-    masked = register_pair(pair.fixed, pair.moving, settings, fixed_mask=pair.fixed.with_array(mask))
-    free = register_pair(pair.fixed, pair.moving, settings)
-    far_right = np.zeros(pair.fixed.shape, bool)
-    far_right[:, -pair.fixed.shape[1] // 4 :] = True
-    assert np.linalg.norm(masked.displacement.array[far_right], axis=-1).mean() < 0.5 * np.linalg.norm(free.displacement.array[far_right], axis=-1).mean()
-    left_brain = (pair.fixed_labels.array > 0) & (mask > 0)
-    assert brain_endpoint_error(masked.displacement, pair, left_brain) < 0.6 * unregistered_endpoint_error(pair, left_brain)
-
-
-def test_diffeomorphic_discrete_search_does_not_fold_a_large_deformation():
-    pair = make_pair(dim=2, moving_contrast="t2", spacing_mm=2.0, max_displacement_mm=10.0, seed=14)
-    settings = RegistrationSettings(similarity="mind", diffeomorphic=True, smoothing_voxels=1.0, **DISCRETE)
-    result = register_pair(pair.fixed, pair.moving, settings)
-    assert result.jacobian_determinant.array.min() > 0
-    assert brain_endpoint_error(result.displacement, pair) < 0.7 * unregistered_endpoint_error(pair)
-
-
-def test_discrete_progress_and_cancel():
-    pair = make_pair(dim=2, moving_contrast="t2", spacing_mm=4.0, max_displacement_mm=4.0, seed=15)
-    reports = []
-    settings = RegistrationSettings(similarity="mind", **DISCRETE)
-    register_pair(pair.fixed, pair.moving, settings, progress=lambda done, total, values: reports.append((done, total)))
-    steps = 2 * len(settings.discrete_steps_voxels)
-    assert reports[-1] == (steps, steps) and len(reports) == steps
-    calls = []
-    with pytest.raises(Cancelled):
-        register_pair(pair.fixed, pair.moving, settings, should_stop=lambda: calls.append(1) or len(calls) > 3)
-
-
 @pytest.mark.parametrize(
     "changes, message",
     [
@@ -138,19 +86,3 @@ def test_bad_discrete_settings_are_refused_before_any_work(changes, message):
     settings = RegistrationSettings(**{"similarity": "mind", **DISCRETE, **changes})
     with pytest.raises(ImageError, match=message):
         register_pair(pair.fixed, pair.moving, settings, progress=lambda *_: pytest.fail("work started"))
-
-
-def test_command_line_runs_the_discrete_optimiser(tmp_path):
-    from imse.cli import main
-    from imse.image import read_image
-
-    pair = make_pair(dim=2, moving_contrast="t2", spacing_mm=2.0, max_displacement_mm=6.0, seed=16)
-    fixed, moving = write_image(pair.fixed, tmp_path / "fixed.nii.gz"), write_image(pair.moving, tmp_path / "moving.nii.gz")
-    out = tmp_path / "result"
-    assert main(["register", str(fixed), str(moving), "--out", str(out), "--optimizer", "discrete", "--device", "cpu"]) == 0
-    summary = json.loads((out / "metrics.json").read_text())
-    assert summary["optimizer"] == "discrete" and summary["folding_percent"] == 0
-    assert brain_endpoint_error(read_image(out / "displacement_mm.nii.gz"), pair) < 0.6 * unregistered_endpoint_error(pair)
-    with pytest.raises(SystemExit):
-        main(["register", str(fixed), str(moving), "--out", str(tmp_path / "refused"), "--optimizer", "discrete", "--similarity", "mi", "--device", "cpu"])
-    assert not (tmp_path / "refused").exists()
