@@ -15,6 +15,14 @@ def _parameters(logic, nodes, **values):
     return parameters
 
 
+def _panel_with(nodes):
+    """The module's widget, its panel showing the pair's fixed and moving volumes."""
+    widget = slicer_standin.open_module("IMSERegistration")
+    widget.ui.fixedVolumeSelector.setCurrentNode(nodes["fixed"])
+    widget.ui.movingVolumeSelector.setCurrentNode(nodes["moving"])
+    return widget
+
+
 def test_logic_transform_reproduces_the_backend_warped_image(scene):
     """Setting the output transform on the moving volume resamples it onto the fixed grid as
     the backend's warped image does (the transform is "from parent" in Slicer)."""
@@ -107,10 +115,8 @@ def test_discrete_search_from_the_logic_and_the_panel(scene):
     with pytest.raises(ValueError, match="voxel by voxel"):
         logic.registrationRun(_parameters(logic, nodes, similarity="MI", optimizer="discrete search"))
 
-    widget = slicer_standin.open_module("IMSERegistration")
+    widget = _panel_with(nodes)
     ui = widget.ui
-    ui.fixedVolumeSelector.setCurrentNode(nodes["fixed"])
-    ui.movingVolumeSelector.setCurrentNode(nodes["moving"])
     assert not ui.applyButton.enabled  # the panel shows the logic's last choices: MI with the discrete search
     ui.optimizerComboBox.currentIndex = ui.optimizerComboBox.findText("gradient (Adam)")
     assert ui.applyButton.enabled and ui.regularizationSpinBox.enabled and ui.iterationsSpinBox.enabled
@@ -140,10 +146,8 @@ def test_imse_demons_from_the_logic_and_the_panel(scene):
     with pytest.raises(ValueError, match="residual"):
         logic.registrationRun(_parameters(logic, nodes, similarity="MIND", optimizer="demons"))
 
-    widget = slicer_standin.open_module("IMSERegistration")
+    widget = _panel_with(nodes)
     ui = widget.ui
-    ui.fixedVolumeSelector.setCurrentNode(nodes["fixed"])
-    ui.movingVolumeSelector.setCurrentNode(nodes["moving"])
     assert not ui.applyButton.enabled and "residual" in ui.applyButton.toolTip  # the logic's last choices: MIND with the demons
     ui.similarityComboBox.currentIndex = ui.similarityComboBox.findText("IMSE")
     assert ui.applyButton.enabled and not ui.regularizationSpinBox.enabled and not ui.iterationsSpinBox.enabled
@@ -155,10 +159,8 @@ def test_panel_registers_and_cancel_leaves_nothing(scene, screenshots):
     from IMSESlicerLib.sample_data import load_sample
 
     nodes = load_sample(scene, "IMSE brain pair 2D")
-    widget = slicer_standin.open_module("IMSERegistration")
+    widget = _panel_with(nodes)
     ui = widget.ui
-    ui.fixedVolumeSelector.setCurrentNode(nodes["fixed"])
-    ui.movingVolumeSelector.setCurrentNode(nodes["moving"])
     ui.deviceComboBox.currentIndex = ui.deviceComboBox.findText("cpu")
     ui.levelsSpinBox.value = 1
     assert not ui.referenceComboBox.enabled  # MIND does not use the evaluator
@@ -205,9 +207,7 @@ def test_closing_the_scene_cancels_a_running_registration(scene):
     from IMSESlicerLib.sample_data import load_sample
 
     nodes = load_sample(scene, "IMSE brain pair 2D")
-    widget = slicer_standin.open_module("IMSERegistration")
-    widget.ui.fixedVolumeSelector.setCurrentNode(nodes["fixed"])
-    widget.ui.movingVolumeSelector.setCurrentNode(nodes["moving"])
+    widget = _panel_with(nodes)
     widget.ui.iterationsSpinBox.value = 5000
     widget.ui.applyButton.click()
     run = widget.controller.run
