@@ -23,19 +23,8 @@ from __future__ import annotations
 
 import torch
 
-from .field import as_displacement
+from .field import as_displacement, index_gradient
 from .filters import optional_gaussian_smooth
-
-
-def index_gradient(image: torch.Tensor) -> torch.Tensor:
-    """Central-difference gradient of ``image`` ``[1, 1, *spatial]`` along each voxel axis, in
-    intensity per voxel: ``[1, dim, *spatial]``, channel ``c`` along ITK index axis ``c`` (the
-    last tensor axis first). Along an axis of one voxel it is zero."""
-    per_axis = [
-        torch.gradient(image, dim=axis)[0] if image.shape[axis] > 1 else torch.zeros_like(image)
-        for axis in range(2, image.dim())
-    ]
-    return torch.cat(per_axis[::-1], 1)
 
 
 def demons_force(fixed_like: torch.Tensor, warped_like: torch.Tensor) -> torch.Tensor:
@@ -44,7 +33,7 @@ def demons_force(fixed_like: torch.Tensor, warped_like: torch.Tensor) -> torch.T
     ``[1, 1, *spatial]``, one modality), bounded by half a voxel; zero where the residual or
     the gradient is."""
     residual = fixed_like - warped_like
-    gradient = 0.5 * (index_gradient(fixed_like) + index_gradient(warped_like))
+    gradient = 0.5 * (index_gradient(fixed_like) + index_gradient(warped_like))[:, 0]  # [1, dim, *spatial], per voxel
     denominator = (gradient * gradient).sum(1, keepdim=True) + residual * residual
     return torch.where(denominator > 0, residual * gradient / denominator.clamp_min(torch.finfo(residual.dtype).tiny), 0.0)
 
@@ -69,10 +58,10 @@ def demons_stage(level, index: int, initial: torch.Tensor, similarity: torch.nn.
         fixed_like, warped_like = similarity.in_common_modality(level.fixed, level.warp_moving(displacement))
         update = torch.einsum("ij,bj...->bi...", voxel_to_mm, demons_force(fixed_like, warped_like))
         mask = level.mask(displacement)
-        residual = (fixed_like - warped_like).abs()
         if mask is not None:
             update = update * mask
         parameter = smoothed + update
+        residual = (fixed_like - warped_like).abs()
         value = float(residual.mean() if mask is None else (residual * mask).sum() / mask.sum())
         tracker.step({"stage": "demons", "level": index, "iteration": iteration, "total": value, "similarity": value, "regularization": 0.0})
     return parameter

@@ -153,21 +153,24 @@ def as_displacement(field: torch.Tensor, geometry: Geometry, diffeomorphic: bool
     return integrate_velocity(field, geometry, steps) if diffeomorphic else field
 
 
+def index_gradient(x: torch.Tensor) -> torch.Tensor:
+    """Derivative of ``x`` ``[N, C, *spatial]`` along each voxel index axis, per voxel, by central
+    differences (one-sided at the borders): ``[N, C, dim, *spatial]``, axis ``a`` being ITK index
+    axis ``a`` (the last tensor axis first). Along an axis of one voxel (a single-slice volume) it
+    is zero."""
+    # torch.gradient returns the derivative along tensor axes (z, y, x): reverse to ITK order.
+    per_axis = [torch.gradient(x, dim=axis)[0] if x.shape[axis] > 1 else torch.zeros_like(x) for axis in range(2, x.dim())][::-1]
+    return torch.stack(per_axis, dim=2)
+
+
 def spatial_gradient(displacement: torch.Tensor, geometry: Geometry) -> torch.Tensor:
     """Physical gradient ``du_i / dx_j`` (unitless, mm per mm) by central differences (one-sided
     at the borders), honouring spacing and direction: ``[N, dim, dim, *spatial]`` with ``i``
     the displacement component and ``j`` the physical axis. Along an axis of one voxel (a
     single-slice volume) the derivative is zero."""
     _check_field(displacement, geometry)
-    dim = geometry.dim
-    # torch.gradient returns the derivative along tensor axes (z, y, x): reverse to ITK order.
-    per_axis = [
-        torch.gradient(displacement, dim=axis)[0] if displacement.shape[axis] > 1 else torch.zeros_like(displacement)
-        for axis in range(2, dim + 2)
-    ][::-1]
-    index_gradient = torch.stack(per_axis, dim=2)  # [N, i, a, *spatial], d u_i / d index_a
     to_index = torch.linalg.inv(_index_to_physical(geometry, displacement))  # d index_a / d x_j
-    return torch.einsum("nia...,aj->nij...", index_gradient, to_index)
+    return torch.einsum("nia...,aj->nij...", index_gradient(displacement), to_index)
 
 
 def jacobian_determinant(displacement: torch.Tensor, geometry: Geometry) -> torch.Tensor:

@@ -8,8 +8,8 @@ regularisation(u)``, optionally after an affine pre-alignment. The similarity is
 which. Instead of Adam, ``optimizer="discrete"`` runs the gradient-free search of
 :mod:`imse.discrete` on each level (voxel-wise similarities), and ``optimizer="demons"`` the
 demons of :mod:`imse.demons` (IMSE or MSE, whose residual drives them); for both, the smoothing
-of the field is the regulariser. Everything is physical: level grids keep the fixed image's box and direction, the
-regularisation uses mm derivatives, and the result is a displacement in mm on the fixed grid
+of the field is the regulariser. Everything is physical: level grids keep the fixed image's box
+and direction, the regularisation uses mm derivatives, and the result is a displacement in mm on the fixed grid
 in ITK's convention (the fixed point ``p`` maps to the moving point ``p + u(p)``).
 """
 
@@ -167,7 +167,7 @@ def register_pair(
     check_registration_inputs(fixed, moving, fixed_mask, moving_mask, settings, evaluator)
     device = resolve_device(settings.device)
     similarity = _build_similarity(settings, evaluator, device)  # Adam's loss; the affine stage's for all
-    voxel_cost = _build_similarity(settings, evaluator, device, reduction="voxel") if settings.optimizer != "adam" else None
+    voxel_similarity = _build_similarity(settings, evaluator, device, reduction="voxel") if settings.optimizer != "adam" else None
     fixed_normalised, moving_normalised = normalize_for_registration(fixed), normalize_for_registration(moving)
     levels = pyramid_grids(fixed, settings.levels, settings.grid_spacing_mm)
     steps_per_level = {"adam": settings.iterations, "discrete": len(settings.discrete_steps_voxels), "demons": settings.demons_iterations}[settings.optimizer]
@@ -184,9 +184,9 @@ def register_pair(
         level = _Level(grid, fixed_normalised, moving_normalised, fixed_mask, moving_mask, device)
         parameter = resample_displacement(parameter, levels[max(index - 1, 0)].geometry, grid)
         if settings.optimizer == "discrete":
-            parameter = discrete_stage(level, index, parameter, voxel_cost, settings, tracker)
+            parameter = discrete_stage(level, index, parameter, voxel_similarity, settings, tracker)
         elif settings.optimizer == "demons":
-            parameter = demons_stage(level, index, parameter, voxel_cost, settings, tracker)
+            parameter = demons_stage(level, index, parameter, voxel_similarity, settings, tracker)
         else:
             parameter = _dense_stage(level, index, parameter, similarity, settings, tracker)
 
@@ -414,7 +414,8 @@ def _check_optimizer(settings: RegistrationSettings) -> None:
             "regularization weight unset (no --regularization-weight), or choose the adam optimizer."
         )
     if settings.optimizer == "demons":
-        if similarity_terms(settings.similarity) not in [[name] for name in RESIDUAL_SIMILARITIES]:
+        terms = similarity_terms(settings.similarity)
+        if len(terms) != 1 or terms[0] not in RESIDUAL_SIMILARITIES:
             raise ImageError(
                 f"The demons move voxels by an intensity residual, which '{settings.similarity}' does not give: "
                 f"choose one of {list(RESIDUAL_SIMILARITIES)}, or the adam or discrete optimizer."

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from imse.data import make_pair
-from imse.demons import demons_force, index_gradient
+from imse.demons import demons_force
 from imse.errors import ImageError
 from imse.evaluator import predict
+from imse.field import index_gradient
 from imse.networks import build_network
 from imse.register import RegistrationSettings, register_pair
 from imse.similarity import RESIDUAL_SIMILARITIES, build_similarity
@@ -23,9 +24,9 @@ def test_index_gradient_is_per_voxel_in_itk_order():
     rows, columns = torch.meshgrid(torch.arange(5.0), torch.arange(6.0), indexing="ij")
     image = (0.5 * columns + 2.0 * rows)[None, None]  # x = columns, y = rows
     gradient = index_gradient(image)
-    assert gradient.shape == (1, 2, 5, 6)
-    assert torch.allclose(gradient[0, 0], torch.full((5, 6), 0.5)) and torch.allclose(gradient[0, 1], torch.full((5, 6), 2.0))
-    assert torch.equal(index_gradient(torch.ones(1, 1, 1, 4, 4))[0, 2], torch.zeros(1, 4, 4))  # one slice: no z derivative
+    assert gradient.shape == (1, 1, 2, 5, 6)
+    assert torch.allclose(gradient[0, 0, 0], torch.full((5, 6), 0.5)) and torch.allclose(gradient[0, 0, 1], torch.full((5, 6), 2.0))
+    assert torch.equal(index_gradient(torch.ones(1, 1, 1, 4, 4))[0, 0, 2], torch.zeros(1, 4, 4))  # one slice: no z derivative
 
 
 def test_demons_force_points_to_the_match_and_is_at_most_half_a_voxel():
