@@ -76,7 +76,8 @@ class IMSERegistrationParameterNode:
     which volume is in the evaluator's trained modality, for the IMSE choices; mode
     optimisation/network; optimiser, gradient, discrete search or demons; levels; grid spacing in mm,
     0 meaning the fixed volume's own grid; iterations,
-    regularisation weight with 0 meaning the similarity's default, diffeomorphic, affine,
+    regularisation weight with 0 meaning the similarity's default, diffeomorphic, affine, the
+    evaluator averaged over flips (IMSE choices),
     device, model) and outputs (transform, warped volume; new nodes when empty)."""
 
     fixedVolume: vtkMRMLScalarVolumeNode
@@ -94,6 +95,7 @@ class IMSERegistrationParameterNode:
     regularizationWeight: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
     diffeomorphic: bool = False
     affine: bool = False
+    flipAverage: bool = False
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
     model: str = ""
     outputTransform: vtkMRMLGridTransformNode
@@ -124,7 +126,9 @@ class IMSERegistrationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWid
         refusal = optimizer_refusal(parameters) if parameters else None
         self.ui.applyButton.enabled = (ready and refusal is None) or self.controller.running
         self.ui.modelComboBox.enabled = bool(parameters and parameters.mode == "network")
-        self.ui.referenceComboBox.enabled = bool(parameters and "imse" in SIMILARITIES[parameters.similarity])
+        uses_evaluator = bool(parameters and "imse" in SIMILARITIES[parameters.similarity])
+        self.ui.referenceComboBox.enabled = uses_evaluator
+        self.ui.flipAverageCheckBox.enabled = uses_evaluator
         self.ui.regularizationSpinBox.enabled = not gradient_free  # the discrete search and the demons regularise by smoothing
         self.ui.gridSpacingSpinBox.enabled = bool(parameters and SIMILARITIES[parameters.similarity] != "adacs")  # AdaCS registers on its network's grid
         self.ui.iterationsSpinBox.enabled = not (gradient_free and parameters.mode == "optimisation")  # they run a fixed schedule
@@ -204,6 +208,8 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
                 arguments.append("--diffeomorphic")
             if parameters.affine:
                 arguments.append("--affine")
+            if parameters.flipAverage and "imse" in similarity:
+                arguments.append("--flip-average")
             if parameters.mode == "network":
                 arguments += ["--model", parameters.model, "--refine-iterations", str(parameters.iterations)]
             for option, mask in (("--fixed-mask", parameters.fixedMask), ("--moving-mask", parameters.movingMask)):

@@ -17,6 +17,7 @@ U-Net needs sizes divisible by ``2 ** (levels - 1)``; :func:`pad_to_multiple` pr
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -153,6 +154,32 @@ def build_network(architecture: str, dim: int, in_channels: int = 2, out_channel
     if architecture == "paper":
         return ResnetGenerator(dim, in_channels, out_channels)
     raise ImageError(f"Unknown architecture '{architecture}'; choose one of {list(ARCHITECTURES)}.")
+
+
+class FlipAveraged(nn.Module):
+    """``network`` averaged over the flips of its input's spatial axes: the mean of
+    ``flip(network(flip(x)))`` over every subset of the axes (4 passes in 2D, 8 in 3D; a 2D
+    network given a volume's slices flips them in-plane), so that flipping the input flips the
+    output. Test-time augmentation for an evaluator: its errors are not flip-equivariant, and
+    the mean cancels part of them (README, "Registration benchmark"). Differentiable; it keeps
+    the wrapped network's dimension and size multiple."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    @property
+    def dim(self) -> int | None:
+        return network_dimension(self.network)
+
+    @property
+    def size_multiple(self) -> int:
+        return size_multiple(self.network)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        axes = range(2, inputs.dim())
+        flips = [subset for count in range(len(axes) + 1) for subset in itertools.combinations(axes, count)]
+        return sum(self.network(inputs.flip(flip)).flip(flip) if flip else self.network(inputs) for flip in flips) / len(flips)
 
 
 def network_dimension(network: nn.Module) -> int | None:

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 from .errors import ImageError
 from .filters import separable_filter
-from .networks import evaluator_fits, network_dimension
+from .networks import FlipAveraged, evaluator_fits, network_dimension
 
 REDUCTIONS = ("mean", "sum", "none")
 #: The voxel-wise similarities (MSE, MAE, LNCC, MIND, IMSE) also take ``voxel``: their cost at
@@ -731,9 +731,13 @@ class IMSESimilarity(_Similarity):
     """:func:`imse` with a frozen evaluator network: the module puts ``network`` in eval mode and
     switches off its parameters' gradients (in place), and holds it as a submodule, so
     ``.to(device)`` moves it. ``reference``: which of fixed/moving is in the evaluator's trained
-    modality (channel 1); ``both_orders`` averages the two channel orders."""
+    modality (channel 1); ``both_orders`` averages the two channel orders; ``flip_average``
+    averages the evaluator over the flips of the images' axes
+    (:class:`~imse.networks.FlipAveraged`: 4 times the work in 2D, 8 in 3D)."""
 
-    def __init__(self, network: nn.Module, reference: str = "fixed", both_orders: bool = False, reduction: str = "mean") -> None:
+    def __init__(
+        self, network: nn.Module, reference: str = "fixed", both_orders: bool = False, flip_average: bool = False, reduction: str = "mean"
+    ) -> None:
         super().__init__(reduction)
         if not isinstance(network, nn.Module):
             raise ImageError(
@@ -741,8 +745,9 @@ class IMSESimilarity(_Similarity):
                 f"imse.evaluator.Evaluator.load(...).network; got {type(network).__name__}."
             )
         _check_choice(reference, REFERENCES, "reference")
-        self.network = network.eval().requires_grad_(False)
-        self.reference, self.both_orders = reference, both_orders
+        network = network.eval().requires_grad_(False)
+        self.network = FlipAveraged(network) if flip_average else network
+        self.reference, self.both_orders, self.flip_average = reference, both_orders, flip_average
 
     def train(self, mode: bool = True) -> "IMSESimilarity":
         """The evaluator stays in eval mode whatever the mode of the enclosing model."""
@@ -751,7 +756,7 @@ class IMSESimilarity(_Similarity):
         return self
 
     def _options(self) -> dict:
-        return {"reference": self.reference, "both_orders": self.both_orders, **super()._options()}
+        return {"reference": self.reference, "both_orders": self.both_orders, "flip_average": self.flip_average, **super()._options()}
 
     def forward(self, fixed: torch.Tensor, moving: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return imse(fixed, moving, self.network, mask, self.reference, self.both_orders, self.reduction)

@@ -11,7 +11,7 @@ from imse.demons import demons_force
 from imse.errors import ImageError
 from imse.evaluator import predict
 from imse.field import index_gradient
-from imse.networks import build_network
+from imse.networks import FlipAveraged, build_network
 from imse.register import RegistrationSettings, register_pair
 from imse.similarity import RESIDUAL_SIMILARITIES, build_similarity
 
@@ -60,6 +60,9 @@ def test_imse_gives_the_pair_in_its_trained_modality():
         build_similarity("imse", network=network, both_orders=True).in_common_modality(fixed, moving)
     with pytest.raises(ImageError, match="outside"):
         as_fixed.in_common_modality(fixed * 3, moving)
+    flipped = build_similarity("imse", network=network, reference="fixed", flip_average=True)
+    fixed_like, moving_like = flipped.in_common_modality(fixed, moving)
+    assert torch.allclose(fixed_like - moving_like, 2 * predict(FlipAveraged(network), moving, fixed), atol=1e-6)
     mse = build_similarity("mse")
     assert all(a is b for a, b in zip(mse.in_common_modality(fixed, moving), (fixed, moving)))
     assert set(RESIDUAL_SIMILARITIES) == {"mse", "imse"}

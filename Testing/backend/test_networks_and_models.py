@@ -9,7 +9,7 @@ import torch
 from imse.errors import ImageError
 from imse.evaluator import predict, predict_tiled
 from imse.models import ModelCard, find_model, list_models, load_checkpoint, load_model, save_checkpoint, save_model
-from imse.networks import LightUNet, build_network, count_multiply_adds, pad_to_multiple
+from imse.networks import FlipAveraged, LightUNet, build_network, count_multiply_adds, network_dimension, pad_to_multiple, size_multiple
 
 
 @pytest.mark.parametrize("dim, shape", [(2, (1, 2, 40, 48)), (3, (1, 2, 16, 24, 16))])
@@ -124,3 +124,41 @@ def test_checkpoint_round_trip_keeps_optimizer_state(tmp_path):
     replay = torch.Generator()
     replay.set_state(state["generator"])
     assert torch.equal(torch.rand(3, generator=replay), torch.rand(3, generator=torch.Generator().manual_seed(7)))
+
+
+class _CountingNetwork(torch.nn.Module):
+    """Adds a ramp along the last axis to the first channel (not flip-equivariant) and counts
+    its calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return x[:, :1] + torch.arange(x.shape[-1], dtype=x.dtype)
+
+
+@pytest.mark.parametrize("shape, passes", [((2, 2, 6, 5), 4), ((1, 2, 4, 6, 5), 8)])
+def test_flip_averaging_makes_a_network_flip_equivariant(shape, passes):
+    torch.manual_seed(0)
+    counting = _CountingNetwork()
+    averaged = FlipAveraged(counting)
+    x = torch.rand(shape)
+    output = averaged(x)
+    assert counting.calls == passes and output.shape == (shape[0], 1, *shape[2:])
+    ramp_mean = (x.shape[-1] - 1) / 2  # the ramp and its mirror image average to a constant
+    assert torch.allclose(output, x[:, :1] + ramp_mean)
+    for axes in [(-1,), (-2,), (-1, -2)]:
+        assert torch.allclose(averaged(x.flip(axes)), output.flip(axes), atol=1e-6)
+
+
+def test_flip_averaging_keeps_the_network_dimension_size_multiple_and_gradients():
+    torch.manual_seed(0)
+    network = build_network("light", 2)
+    torch.nn.init.normal_(network.head.weight)  # the head starts at zero, and so would the gradient
+    averaged = FlipAveraged(network)
+    assert network_dimension(averaged) == 2 and size_multiple(averaged) == size_multiple(network)
+    other, reference = torch.rand(1, 1, 16, 20, requires_grad=True), torch.rand(1, 1, 16, 20)
+    predict(averaged, other, reference).abs().mean().backward()
+    assert other.grad is not None and other.grad.abs().sum() > 0

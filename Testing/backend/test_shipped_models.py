@@ -74,6 +74,19 @@ def test_shipped_2d_evaluator_drives_the_demons_with_either_image_as_its_referen
     assert brain_endpoint_error(result.displacement, pair) < 0.8 * unregistered_endpoint_error(pair)
 
 
+@pytest.mark.parametrize("fixed_contrast, moving_contrast, reference", [("t1", "t2", "fixed"), ("pd", "t1", "moving")])
+def test_flip_averaged_evaluator_drives_the_demons_on_a_finer_grid(fixed_contrast, moving_contrast, reference):
+    """IMSE's best configuration on the benchmark (the demons, the evaluator averaged over flips,
+    a 1.5 mm grid) on the held-out pairs above. Measured: 3.20 -> 2.09 mm and 3.39 -> 1.84 mm
+    (2.49 and 1.96 without the flips)."""
+    evaluator = Evaluator.load(dim=2)
+    pair = make_pair(dim=2, fixed_contrast=fixed_contrast, moving_contrast=moving_contrast, slice_mm=held_out_axial_position_mm(2.0), max_displacement_mm=8.0, seed=22 if moving_contrast == "t2" else 21)
+    options = {"reference": reference, "flip_average": True}
+    settings = RegistrationSettings(similarity="imse", similarity_options=options, optimizer="demons", levels=1, grid_spacing_mm=1.5, device="cpu")
+    result = register_pair(pair.fixed, pair.moving, settings, evaluator=evaluator)
+    assert brain_endpoint_error(result.displacement, pair) < 0.75 * unregistered_endpoint_error(pair)
+
+
 def held_out_voxels(image, spacing_mm: float) -> np.ndarray:
     """Voxels of ``image`` (a 3D pair, cropped from the atlas) inside the z range of the slab
     that training at ``spacing_mm`` held out."""

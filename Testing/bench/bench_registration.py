@@ -13,7 +13,8 @@ shipped evaluator), the extra row MIND + IMSE (their sum: the combined loss the 
 beside, never instead of, IMSE alone), MIND and IMSE with the discrete search
 (:mod:`imse.discrete`) instead of Adam (MIND also with the fixed image's automatic foreground
 mask, every other row registering without masks; both in 2D also on a 1.5 mm grid), IMSE with
-the demons (:mod:`imse.demons`, driven by the evaluator's output; in 2D also on that grid), IMSE
+the demons (:mod:`imse.demons`, driven by the evaluator's output; in 2D also on that grid, and
+there with the evaluator averaged over flips, :class:`imse.networks.FlipAveraged`), IMSE
 (network) with the installed 2D model trained with the IMSE loss, and the peers a user would
 pick instead, when installed: elastix (itk-elastix, its default B-spline map with
 AdvancedMattesMutualInformation) and ANTs SyN (antspyx, affine then
@@ -81,6 +82,7 @@ OURS = {
     "imse_discrete_fine": {"similarity": "imse", "optimizer": "discrete", "levels": 1, "grid_spacing_mm": 1.5},
     "imse_demons": {"similarity": "imse", "optimizer": "demons", "levels": 1},
     "imse_demons_fine": {"similarity": "imse", "optimizer": "demons", "levels": 1, "grid_spacing_mm": 1.5},
+    "imse_demons_fine_flips": {"similarity": "imse", "optimizer": "demons", "levels": 1, "grid_spacing_mm": 1.5, "flip_average": True},
 }
 #: The "_fine" rows register the 2 mm 2D pairs on a 1.5 mm grid, where the 2D evaluator scores
 #: them better (chosen on 21 other pairs: IMSE 2.60 mm at 2 mm, 2.33 at 1.5, 2.31 at 1.25, 2.44
@@ -88,7 +90,8 @@ OURS = {
 #: Not in 3D: IMSE's search takes over 2 CPU minutes a volume on the 3 mm grid, and a 2.25 mm
 #: grid holds 2.4 times the voxels (one-off, session 10: 2.50/2.57/2.32 -> 2.34/2.44/2.32 mm on
 #: the first volume of each kind, 564-723 s each on a shared machine); the demons gained nothing
-#: there (one-off, session 11: 2.62 -> 2.65 mm on the 6 volumes, 14 -> 39 CPU s a volume).
+#: there (one-off, session 11: 2.62 -> 2.65 mm on the 6 volumes, 14 -> 39 CPU s a volume), and
+#: averaging the 3D evaluator over the in-plane flips gained little (2.62 -> 2.59 mm, 33 CPU s).
 FINE_GRID_DIMS = (2,)
 METHOD_NAMES = {
     "initial": "Initial",
@@ -104,6 +107,7 @@ METHOD_NAMES = {
     "imse_discrete_fine": "IMSE (discrete search, finest level only, on a 1.5 mm grid)",
     "imse_demons": "IMSE (demons, finest level only)",
     "imse_demons_fine": "IMSE (demons, finest level only, on a 1.5 mm grid)",
+    "imse_demons_fine_flips": "IMSE (demons, finest level only, on a 1.5 mm grid, evaluator averaged over flips)",
     "imse_network": "IMSE (network, one shot)",
     "elastix": "elastix B-spline (MI)",
     "ants": "ANTs SyN (Mattes MI)",
@@ -136,15 +140,24 @@ def pairs(dim: int, pairs_per_kind: int) -> list[tuple[str, int, Pair]]:
 
 
 def our_method(
-    dim: int, evaluator, similarity: str, optimizer: str = "adam", levels: int | None = None, auto_mask: bool = False, grid_spacing_mm: float | None = None
+    dim: int,
+    evaluator,
+    similarity: str,
+    optimizer: str = "adam",
+    levels: int | None = None,
+    auto_mask: bool = False,
+    grid_spacing_mm: float | None = None,
+    flip_average: bool = False,
 ) -> Method:
     """Our optimisation with ``similarity``, ``optimizer`` and the engine's default settings,
     with the benchmark's iterations and pyramid (or ``levels``), with ``auto_mask`` the fixed
-    image's automatic foreground mask, and on a grid of ``grid_spacing_mm`` when given. IMSE
-    puts the T1 image (the evaluator's trained modality) in the evaluator's reference channel."""
+    image's automatic foreground mask, on a grid of ``grid_spacing_mm`` when given, and with
+    ``flip_average`` the evaluator averaged over flips. IMSE puts the T1 image (the evaluator's
+    trained modality) in the evaluator's reference channel."""
 
     def run(pair: Pair) -> tuple[Image, float]:
-        options = {"reference": "fixed" if pair.fixed_contrast == "t1" else "moving"} if "imse" in similarity else {}
+        reference = "fixed" if pair.fixed_contrast == "t1" else "moving"
+        options = {"reference": reference, "flip_average": flip_average} if "imse" in similarity else {}
         settings = RegistrationSettings(
             similarity=similarity,
             similarity_options=options,
@@ -201,10 +214,10 @@ def methods(dim: int, threads: int, evaluator) -> dict[str, Method | str]:
     3D evaluator is installed) or None."""
     rows: dict[str, Method | str] = {name: our_method(dim, evaluator, **arguments) for name, arguments in OURS.items()}
     if evaluator is None:
-        for name in ("imse", "mind+imse", "imse_discrete", "imse_discrete_fine", "imse_demons", "imse_demons_fine"):
+        for name in ("imse", "mind+imse", "imse_discrete", "imse_discrete_fine", "imse_demons", "imse_demons_fine", "imse_demons_fine_flips"):
             rows[name] = f"no {dim}D evaluator installed"
     if dim not in FINE_GRID_DIMS:
-        for name in ("mind_discrete_fine", "imse_discrete_fine", "imse_demons_fine"):
+        for name in ("mind_discrete_fine", "imse_discrete_fine", "imse_demons_fine", "imse_demons_fine_flips"):
             rows[name] = "2D only (see FINE_GRID_DIMS)"
     rows["imse_network"] = network_method(dim)
     rows["elastix"] = elastix_method(threads) if peers.elastix_available() else "not installed (pip install 'imse[bench]')"

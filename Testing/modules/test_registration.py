@@ -139,18 +139,22 @@ def test_imse_demons_from_the_logic_and_the_panel(scene):
 
     nodes = load_sample(scene, "IMSE brain pair 2D")
     logic = IMSERegistrationLogic()
-    run = logic.registrationRun(_parameters(logic, nodes, similarity="IMSE", optimizer="demons"))
-    assert run.arguments[run.arguments.index("--optimizer") + 1] == "demons"
-    rows = {row["quantity"]: float(row["value"]) for row in run.start().wait().rows if row["quantity"].startswith("imse_mean_error")}
-    assert rows["imse_mean_error_after"] < 0.8 * rows["imse_mean_error_before"]  # measured: 0.049 -> 0.011
+    run = logic.registrationRun(_parameters(logic, nodes, similarity="IMSE", optimizer="demons", gridSpacing=1.5, flipAverage=True))
+    assert run.arguments[run.arguments.index("--optimizer") + 1] == "demons" and "--flip-average" in run.arguments
+    rows = {row["quantity"]: row["value"] for row in run.start().wait().rows}
+    assert str(rows["flip_average"]) == "True"
+    assert float(rows["imse_mean_error_after"]) < 0.8 * float(rows["imse_mean_error_before"])  # measured: 0.049 -> 0.009
+    assert "--flip-average" not in logic.registrationRun(_parameters(logic, nodes, similarity="MIND", optimizer="gradient (Adam)", flipAverage=True)).arguments
     with pytest.raises(ValueError, match="residual"):
         logic.registrationRun(_parameters(logic, nodes, similarity="MIND", optimizer="demons"))
 
     widget = _panel_with(nodes)
     ui = widget.ui
     assert not ui.applyButton.enabled and "residual" in ui.applyButton.toolTip  # the logic's last choices: MIND with the demons
+    assert not ui.flipAverageCheckBox.enabled  # MIND has no evaluator to average
     ui.similarityComboBox.currentIndex = ui.similarityComboBox.findText("IMSE")
     assert ui.applyButton.enabled and not ui.regularizationSpinBox.enabled and not ui.iterationsSpinBox.enabled
+    assert ui.flipAverageCheckBox.enabled
     ui.similarityComboBox.currentIndex = ui.similarityComboBox.findText("MIND + IMSE")
     assert not ui.applyButton.enabled
 
