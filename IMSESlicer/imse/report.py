@@ -8,6 +8,7 @@ slice through their centre.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,9 @@ import numpy as np
 
 from .image import Image
 
+#: Characters per line of a panel's title: a 3.2-inch panel holds about 45 at 9 points, so a
+#: longer title is wrapped rather than run into its neighbour's.
+TITLE_CHARACTERS = 40
 #: For each plane, whether the second in-plane physical axis points up on the screen
 #: (superior for coronal and sagittal) or down (posterior for axial).
 SECOND_AXIS_UP = {"axial": False, "coronal": True, "sagittal": True}
@@ -55,6 +59,11 @@ def display_array(image: Image, plane: str = "axial") -> tuple[np.ndarray, float
     return np.ascontiguousarray(array), float(spacing[1] / spacing[0])
 
 
+def wrapped_title(title: str) -> str:
+    """``title`` in lines of at most :data:`TITLE_CHARACTERS` (broken between words)."""
+    return textwrap.fill(title, TITLE_CHARACTERS)
+
+
 def save_report(panels: list[list[Panel]], path: str | Path, title: str = "", plane: str = "axial") -> Path:
     """Save rows of panels as one PNG (150 dpi); pixel aspect follows the spacing."""
     import matplotlib
@@ -71,7 +80,7 @@ def save_report(panels: list[list[Panel]], path: str | Path, title: str = "", pl
             axis = axes[row_index, column_index]
             array, aspect = display_array(panel.image, plane)
             shown = axis.imshow(array, cmap=panel.cmap, vmin=panel.vmin, vmax=panel.vmax, aspect=aspect, interpolation="nearest")
-            axis.set_title(panel.title, fontsize=9)
+            axis.set_title(wrapped_title(panel.title), fontsize=9)
             if panel.colorbar:
                 figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.02).set_label(panel.colorbar, fontsize=8)
     if title:

@@ -8,7 +8,7 @@ import pytest
 from imse.demo import run_demo
 from imse.geometry import Geometry
 from imse.image import Image, read_image
-from imse.report import Panel, display_array, save_report
+from imse.report import TITLE_CHARACTERS, Panel, display_array, save_report, wrapped_title
 
 LPS_AXIAL = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)  # RAS-stored NIfTI read into LPS
 
@@ -47,6 +47,14 @@ def test_save_report_writes_a_png(tmp_path):
     image = marked_volume(LPS_AXIAL, (-1, 0))
     path = save_report([[Panel("a", image), Panel("b", image, cmap="inferno", colorbar="|E|")]], tmp_path / "r.png", "title")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_long_panel_titles_are_wrapped_not_run_into_their_neighbours():
+    long_title = "IMSE (demons, finest level only, on a 1.5 mm grid, evaluator averaged over flips)"
+    lines = wrapped_title(long_title).split("\n")
+    assert len(lines) == 3 and max(len(line) for line in lines) <= TITLE_CHARACTERS
+    assert " ".join(lines) == long_title
+    assert wrapped_title("fixed: MNI T1") == "fixed: MNI T1"
 
 
 def test_demo_writes_pairs_that_reload_with_geometry(tmp_path):
