@@ -77,6 +77,7 @@ def _train_evaluator(args: argparse.Namespace) -> None:
         noise_probability=args.noise_probability,
         noise_std=args.noise_std,
         random_noise_std=args.random_noise_std,
+        flip_augment=args.flip_augment,
         adversarial_fraction=args.adversarial_fraction,
         adversarial_steps=args.adversarial_steps,
         initial_model=args.initial_model,
@@ -518,6 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--noise-probability", type=float, default=0.2, help="share of remapped images given Gaussian noise (default: %(default)s)")
     train.add_argument("--noise-std", type=float, default=0.05, help="its standard deviation, in [-1, 1] units (default: %(default)s)")
     train.add_argument("--random-noise-std", action="store_true", help="draw each noisy image's standard deviation uniformly in [0, --noise-std]")
+    train.add_argument("--flip-augment", action="store_true", help="flip each training image along each axis with probability 1/2")
     train.add_argument(
         "--adversarial-fraction",
         type=float,

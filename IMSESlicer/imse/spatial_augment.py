@@ -225,3 +225,13 @@ def apply_displacement(
     ``linear`` or ``nearest``; ``padding`` is ``border``, ``zeros`` or ``reflection``."""
     unit_grid = Geometry.identity(displacement_voxels.ndim - 2)
     return warp(image, displacement_voxels, unit_grid, mode=mode, padding=padding)
+
+
+def random_flips(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``x`` ``[N, C, *shape]`` with each sample flipped along each spatial axis with
+    probability one half (drawn per sample and axis), so a network learns the symmetry that
+    :class:`imse.networks.FlipAveraged` otherwise imposes at test time."""
+    for axis in range(2, x.dim()):
+        flip = torch.rand(x.shape[0], generator=generator, device=x.device) < 0.5
+        x = torch.where(flip.view(-1, *[1] * (x.dim() - 1)), x.flip(axis), x)
+    return x

@@ -49,7 +49,7 @@ from .inflation import inflate_evaluator
 from .models import ModelCard, find_model, load_checkpoint, load_model, save_checkpoint, save_model
 from .networks import build_network
 from .remap import RemapAugmentation
-from .spatial_augment import PAPER_ELASTIC_SIGMA, apply_displacement, random_elastic_width, random_spatial_transform
+from .spatial_augment import PAPER_ELASTIC_SIGMA, apply_displacement, random_elastic_width, random_flips, random_spatial_transform
 from .training_run import TrainingRunSettings
 
 RECIPES = ("ours", "paper")
@@ -78,6 +78,7 @@ class EvaluatorTrainingConfig(TrainingRunSettings):
     noise_probability: float = 0.2  # share of remapped images given Gaussian noise
     noise_std: float = 0.05  # its standard deviation ([-1, 1] units), or the top of its range
     random_noise_std: bool = False  # draw each noisy image's standard deviation in [0, noise_std]
+    flip_augment: bool = False  # flip each training image along each axis with probability 1/2
     initial_model: str | None = None  # start from this evaluator's weights (name or path)
     validation_pairs: int = 32
 
@@ -332,6 +333,8 @@ def _train(config, device, rank, world, progress, should_stop) -> Path | None:
             break  # the time budget ends training normally: the model is written
         adversarial = attack is not None and float(torch.rand((), generator=generator, device=device)) < config.adversarial_fraction
         batch = sampler.sample(config.batch_size)
+        if config.flip_augment:
+            batch = random_flips(batch, generator)
         inputs, target = make_training_pair(
             batch, config.recipe, config.aligned_fraction, remap, generator, attack if adversarial else None, elastic_sigma_voxels=config.elastic_sigma_voxels
         )
@@ -379,6 +382,7 @@ def _train(config, device, rank, world, progress, should_stop) -> Path | None:
             "adversarial_steps": config.adversarial_steps,
             "elastic_sigma_voxels": list(config.elastic_sigma_voxels),
             "noise": {"probability": config.noise_probability, "std": config.noise_std, "random_std": config.random_noise_std},
+            "flip_augment": config.flip_augment,
             "initial_model": config.initial_model,
             "iterations": step,
             "batch_size": config.batch_size * world,

@@ -2,6 +2,7 @@
 3D fix), the affine parts recovered from the fields (translation, rotation, scaling about the
 centre), composition, smoothness, reproducibility, and warping by voxel displacements."""
 
+import itertools
 import math
 
 import numpy as np
@@ -209,3 +210,17 @@ def test_runs_on_cuda_with_a_cuda_generator():
     field = sa.random_spatial_transform(SHAPE_3D, 2, generator)
     assert field.is_cuda and det_jacobian(field).min() > 0
     assert sa.apply_displacement(torch.zeros(2, 1, *SHAPE_3D, device="cuda"), field).is_cuda
+
+
+@pytest.mark.parametrize("shape", [(4, 6), (3, 4, 5)])
+def test_random_flips_flip_each_sample_and_axis_by_chance(shape):
+    x = torch.arange(float(np.prod(shape))).reshape(1, 1, *shape).expand(64, 2, *shape)
+    flipped = sa.random_flips(x, torch.Generator().manual_seed(0))
+    assert flipped.shape == x.shape and torch.equal(flipped[:, 0], flipped[:, 1])  # the channels of a sample together
+    axes = range(2, x.dim())
+    seen = set()
+    for sample in flipped:
+        matches = [subset for count in range(len(axes) + 1) for subset in itertools.combinations(axes, count) if torch.equal(sample[None], x[:1].flip(subset))]
+        assert len(matches) == 1  # each sample is one flip of the image
+        seen.add(matches[0])
+    assert len(seen) == 2 ** len(shape)  # 64 draws show every combination of axes

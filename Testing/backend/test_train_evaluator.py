@@ -135,19 +135,20 @@ def test_fine_tuning_starts_from_the_initial_model_and_records_the_adversarial_s
     assert training["initial_model"] == str(first) and training["adversarial_fraction"] == 1.0 and training["adversarial_steps"] == 2
 
 
-def test_the_noise_and_elastic_width_options_change_the_pairs_and_are_recorded(tmp_path):
+def test_the_noise_elastic_width_and_flip_options_change_the_pairs_and_are_recorded(tmp_path):
     """From the command line: the pairs differ from the default recipe's (the validation loss at
     step 0 changes), and the card records the settings."""
     from imse.cli import main
 
     common = ["train-evaluator", "--dim", "2", "--patch-size", "32", "32", "--batch-size", "2", "--iterations", "2", "--validation-every", "1", "--device", "cpu"]
     assert main([*common, "--out", str(tmp_path / "plain"), "--name", "plain"]) == 0
-    options = ["--noise-probability", "0.6", "--noise-std", "0.1", "--random-noise-std", "--elastic-sigma", "5", "12"]
+    options = ["--noise-probability", "0.6", "--noise-std", "0.1", "--random-noise-std", "--elastic-sigma", "5", "12", "--flip-augment"]
     assert main([*common, "--out", str(tmp_path / "varied"), "--name", "varied", *options]) == 0
     plain = json.loads((tmp_path / "plain" / "plain.json").read_text())["training"]
     varied = json.loads((tmp_path / "varied" / "varied.json").read_text())["training"]
     assert plain["elastic_sigma_voxels"] == [12.0, 12.0] and plain["noise"] == {"probability": 0.2, "std": 0.05, "random_std": False}
     assert varied["elastic_sigma_voxels"] == [5.0, 12.0] and varied["noise"] == {"probability": 0.6, "std": 0.1, "random_std": True}
+    assert varied["flip_augment"] and not plain["flip_augment"]
     assert varied["history"][0]["validation_l1"] != plain["history"][0]["validation_l1"]
 
 
