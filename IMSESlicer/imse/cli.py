@@ -27,7 +27,7 @@ from .networks import ARCHITECTURES
 from .register import OPTIMIZERS, RegistrationSettings
 from .regularization import REGULARIZERS
 from .similarity import RESIDUAL_SIMILARITIES, SIMILARITIES, VOXEL_SIMILARITIES, similarity_terms
-from .train_evaluator import RECIPES
+from .train_evaluator import RECIPES, EvaluatorTrainingConfig
 
 #: The similarities on offer: each of the library's, and MIND plus the IMSE evaluator.
 SIMILARITY_NAMES = sorted(SIMILARITIES) + ["mind+imse"]
@@ -55,7 +55,7 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _train_evaluator(args: argparse.Namespace) -> None:
-    from .train_evaluator import EvaluatorTrainingConfig, train_evaluator
+    from .train_evaluator import train_evaluator
 
     config = EvaluatorTrainingConfig(
         out=Path(args.out),
@@ -512,12 +512,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--elastic-sigma",
         type=float,
         nargs=2,
-        default=[12.0, 12.0],
+        default=list(EvaluatorTrainingConfig.elastic_sigma_voxels),
         metavar=("LOW", "HIGH"),
-        help="width range (voxels) of the random elastic warps, drawn per batch; the displacement keeps the paper's size (default: 12 12, the paper's)",
+        help="width range (voxels) of the random elastic warps, drawn per batch; the displacement keeps the paper's size (default: the paper's, %(default)s)",
     )
-    train.add_argument("--noise-probability", type=float, default=0.2, help="share of remapped images given Gaussian noise (default: %(default)s)")
-    train.add_argument("--noise-std", type=float, default=0.05, help="its standard deviation, in [-1, 1] units (default: %(default)s)")
+    train.add_argument("--noise-probability", type=float, default=EvaluatorTrainingConfig.noise_probability, help="share of remapped images given Gaussian noise (default: %(default)s)")
+    train.add_argument("--noise-std", type=float, default=EvaluatorTrainingConfig.noise_std, help="its standard deviation, in [-1, 1] units (default: %(default)s)")
     train.add_argument("--random-noise-std", action="store_true", help="draw each noisy image's standard deviation uniformly in [0, --noise-std]")
     train.add_argument("--flip-augment", action="store_true", help="flip each training image along each axis with probability 1/2")
     train.add_argument(

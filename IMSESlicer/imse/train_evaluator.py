@@ -75,8 +75,8 @@ class EvaluatorTrainingConfig(TrainingRunSettings):
     adversarial_fraction: float = 0.0  # share of batches warped by RegistrationAttack first
     adversarial_steps: int = 8
     elastic_sigma_voxels: tuple[float, float] = (PAPER_ELASTIC_SIGMA, PAPER_ELASTIC_SIGMA)  # width range of the elastic warps
-    noise_probability: float = 0.2  # share of remapped images given Gaussian noise
-    noise_std: float = 0.05  # its standard deviation ([-1, 1] units), or the top of its range
+    noise_probability: float = RemapAugmentation.noise_probability  # share of remapped images given Gaussian noise
+    noise_std: float = RemapAugmentation.noise_std  # its standard deviation ([-1, 1] units), or the top of its range
     random_noise_std: bool = False  # draw each noisy image's standard deviation in [0, noise_std]
     flip_augment: bool = False  # flip each training image along each axis with probability 1/2
     initial_model: str | None = None  # start from this evaluator's weights (name or path)

@@ -212,13 +212,14 @@ def methods(dim: int, threads: int, evaluator) -> dict[str, Method | str]:
     """Every row's method (in :data:`METHOD_NAMES` order, without Initial and the true field),
     or the reason it has no figures; ``evaluator``: the installed one (in 3D, the 2D one when no
     3D evaluator is installed) or None."""
-    rows: dict[str, Method | str] = {name: our_method(dim, evaluator, **arguments) for name, arguments in OURS.items()}
-    if evaluator is None:
-        for name in ("imse", "mind+imse", "imse_discrete", "imse_discrete_fine", "imse_demons", "imse_demons_fine", "imse_demons_fine_flips"):
-            rows[name] = f"no {dim}D evaluator installed"
-    if dim not in FINE_GRID_DIMS:
-        for name in ("mind_discrete_fine", "imse_discrete_fine", "imse_demons_fine", "imse_demons_fine_flips"):
+    rows: dict[str, Method | str] = {}
+    for name, arguments in OURS.items():
+        if dim not in FINE_GRID_DIMS and "grid_spacing_mm" in arguments:
             rows[name] = "2D only (see FINE_GRID_DIMS)"
+        elif evaluator is None and "imse" in arguments["similarity"]:
+            rows[name] = f"no {dim}D evaluator installed"
+        else:
+            rows[name] = our_method(dim, evaluator, **arguments)
     rows["imse_network"] = network_method(dim)
     rows["elastix"] = elastix_method(threads) if peers.elastix_available() else "not installed (pip install 'imse[bench]')"
     rows["ants"] = ants_method(threads) if peers.ants_available() else ANTS_MISSING
