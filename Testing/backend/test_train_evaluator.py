@@ -1,4 +1,4 @@
-"""Evaluator training: pair recipes, registration-produced misalignments, a short run that
+"""Evaluator training: patch sampling, pair recipes, registration-produced misalignments, a short run that
 lowers the loss, fine-tuning from a model, checkpoints and resume, the model card, and
 two-process DistributedDataParallel on the CPU (gloo)."""
 
@@ -16,9 +16,28 @@ from imse.remap import RemapAugmentation
 from imse.spatial_augment import apply_displacement
 from imse.evaluator import Evaluator
 from imse.inflation import inflate_evaluator
-from imse.train_evaluator import EvaluatorTrainingConfig, RegistrationAttack, make_training_pair, pair_displacements, train_evaluator
+from imse.train_evaluator import EvaluatorTrainingConfig, PatchSampler, RegistrationAttack, make_training_pair, pair_displacements, train_evaluator
 
 TINY = dict(dim=2, patch_size=(32, 32), batch_size=4, validation_pairs=8, validation_every=10, learning_rate=1e-3)
+
+
+def test_patches_are_centred_on_foreground_drawn_from_every_volume_and_axis_and_seeded():
+    # Two volumes whose foreground is one known block each, told apart by their value.
+    volumes = [torch.full((20, 24, 28), -1.0) for _ in range(2)]
+    volumes[0][5:9, 6:10, 7:11] = 0.25
+    volumes[1][12:14, 3:6, 20:24] = 0.75
+
+    def draw(seed):
+        return PatchSampler(volumes, (8, 8), torch.Generator().manual_seed(seed)).sample(64)
+
+    batch = draw(0)
+    assert batch.shape == (64, 1, 8, 8)
+    assert torch.equal(batch[:, 0, 4, 4].unique(), torch.tensor([0.25, 0.75]))  # both volumes, centre on foreground
+    assert ((batch == -1) | (batch == 0.25) | (batch == 0.75)).all()  # outside the volume is padded with -1
+    # The 2D slices come along every axis: the 2 x 3 x 4 block's extent in a slice tells which.
+    extents = {(int((patch > -1).any(1).sum()), int((patch > -1).any(0).sum())) for patch in batch[:, 0]}
+    assert extents == {(4, 4), (3, 4), (2, 4), (2, 3)}
+    assert torch.equal(draw(0), batch) and not torch.equal(draw(1), batch)
 
 
 def test_our_recipe_mixes_aligned_and_graded_misalignments_and_the_paper_never_aligns():
