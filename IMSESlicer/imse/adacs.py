@@ -56,8 +56,6 @@ before they reach the estimators; scores are ``[N, 1, *spatial]``.
 from __future__ import annotations
 
 import math
-import shlex
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -77,6 +75,7 @@ from .models import CARD_SUFFIX, MODEL_SUFFIX, LoadedModel, ModelCard, save_mode
 from .networks import LIGHT_CHANNELS, LightUNet, pad_to_multiple
 from .progress import IterationTracker, Progress
 from .regularization import diffusion_energy
+from .training_run import invoked_command
 
 PAIRINGS = ("reference", "consecutive")
 MOMENTUM_GAMMA_MAX = 0.99  # the cap of the reference's gamma ramp
@@ -505,7 +504,7 @@ class AdaCSConfig:
             raise ImageError(f"Unknown pairing '{self.pairing}'; choose one of {list(PAIRINGS)}.")
         if self.batch_size < 1 or min(self.displacement_learning_rate, self.scoring_learning_rate) <= 0:
             raise ImageError("AdaCS training needs a batch size >= 1 and positive learning rates.")
-        self.command = self.command or shlex.join(sys.argv)
+        self.command = self.command or invoked_command()
 
     @property
     def schedule(self) -> AdaCSSchedule:

@@ -12,6 +12,17 @@ from pathlib import Path
 from .errors import ImageError
 
 
+def invoked_command() -> str:
+    """This process's command line, for a model card. The ``imse`` command appears as ``imse``
+    whether it ran as the installed script or as ``python -m imse`` (whose first argument is
+    the path of ``imse/__main__.py``), so the card's command runs again on another machine."""
+    program, *arguments = sys.argv or [""]
+    path = Path(program)
+    if path.name == "imse" or (path.name == "__main__.py" and path.parent.name == "imse"):
+        program = "imse"
+    return shlex.join([program, *arguments])
+
+
 @dataclass(kw_only=True)
 class TrainingRunSettings:
     """Attributes (keyword-only, so each training's own settings can follow in any order):
@@ -52,4 +63,4 @@ class TrainingRunSettings:
             raise ImageError(f"max_minutes must be a positive number of minutes, got {self.max_minutes}.")
         if not self.learning_rate > 0:
             raise ImageError(f"The learning rate must be positive, got {self.learning_rate}.")
-        self.command = self.command or shlex.join(sys.argv)
+        self.command = self.command or invoked_command()

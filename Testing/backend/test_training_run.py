@@ -7,6 +7,7 @@ import pytest
 from imse.errors import ImageError
 from imse.registration_network import RegistrationTrainingConfig
 from imse.train_evaluator import EvaluatorTrainingConfig
+from imse.training_run import invoked_command
 
 CONFIGS = (EvaluatorTrainingConfig, RegistrationTrainingConfig)
 
@@ -34,6 +35,19 @@ def test_run_settings_fill_in_the_folder_and_the_command(config):
     assert settings.out == Path("models")
     assert settings.command  # this process's command line, for the model card
     assert config(out="models", command="imse train").command == "imse train"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["/opt/venv/lib/python3.12/site-packages/imse/__main__.py", "train-evaluator", "--out", "my models"], "imse train-evaluator --out 'my models'"),
+        (["/opt/venv/bin/imse", "train-registration"], "imse train-registration"),
+        (["train.py", "--fast"], "train.py --fast"),
+    ],
+)
+def test_the_recorded_command_names_the_imse_command_however_it_was_started(monkeypatch, argv, expected):
+    monkeypatch.setattr("sys.argv", argv)
+    assert invoked_command() == expected
 
 
 def test_each_training_keeps_its_own_defaults():
