@@ -42,7 +42,7 @@ def test_shipped_2d_evaluator_sees_misalignment_of_unseen_contrasts(contrast):
     aligned = warp_image(pair.moving, pair.displacement, default_value=float(pair.moving.array.min()))
     misaligned_error = evaluator.error_map(pair.fixed, pair.moving).magnitude.array[brain].mean()
     aligned_error = evaluator.error_map(pair.fixed, aligned).magnitude.array[brain].mean()
-    assert misaligned_error > 5 * aligned_error  # measured: 22 to 31 times on these pairs
+    assert misaligned_error > 5 * aligned_error  # measured: 164 to 270 times on these pairs
 
 
 @pytest.mark.parametrize("grid_spacing_mm", [None, 1.5])
@@ -50,8 +50,8 @@ def test_shipped_2d_evaluator_sees_misalignment_of_unseen_contrasts(contrast):
 def test_shipped_2d_evaluator_registers_a_held_out_pair_on_its_grid_and_a_finer_one(contrast, seed, grid_spacing_mm):
     """IMSE's discrete search with the shipped 2D evaluator recovers part of a known deformation
     of a held-out 2 mm pair, on the pair's grid and on a 1.5 mm grid (where the benchmark's mean
-    is lower; single pairs go either way). Measured: 3.20 -> 2.60 and 2.41 mm (T2-like), 3.39 ->
-    2.57 and 2.80 mm (PD-like)."""
+    is lower; single pairs go either way). Measured: 3.20 -> 2.33 and 2.05 mm (T2-like), 3.39 ->
+    2.32 and 2.35 mm (PD-like)."""
     evaluator = Evaluator.load(dim=2)
     pair = make_pair(dim=2, moving_contrast=contrast, slice_mm=held_out_axial_position_mm(2.0), max_displacement_mm=8.0, seed=seed)
     settings = RegistrationSettings(similarity="imse", optimizer="discrete", levels=1, grid_spacing_mm=grid_spacing_mm, device="cpu")
@@ -62,7 +62,7 @@ def test_shipped_2d_evaluator_registers_a_held_out_pair_on_its_grid_and_a_finer_
 
 @pytest.mark.parametrize(
     "grid_spacing_mm, flip_average, error_fraction",
-    [(None, False, 0.8), (1.5, True, 0.75)],  # the pair's grid; IMSE's best configuration on the benchmark
+    [(None, False, 0.8), (1.5, True, 0.7)],  # the pair's grid; IMSE's best configuration on the benchmark
 )
 @pytest.mark.parametrize("fixed_contrast, moving_contrast, reference", [("t1", "t2", "fixed"), ("pd", "t1", "moving")])
 def test_shipped_2d_evaluator_drives_the_demons_with_either_image_as_its_reference(
@@ -70,9 +70,9 @@ def test_shipped_2d_evaluator_drives_the_demons_with_either_image_as_its_referen
 ):
     """The demons, driven by the shipped 2D evaluator's residual, recover part of a known
     deformation of a held-out pair whether the T1 image is fixed or moving: on the pair's grid
-    (measured: 3.20 -> 2.40 mm with a T2-like moving image, 3.39 -> 2.37 mm with a PD-like fixed
-    one; the discrete search 2.60 and 2.33), and with the evaluator averaged over flips on a
-    1.5 mm grid (2.09 and 1.84 mm; 2.49 and 1.96 without the flips)."""
+    (measured: 3.20 -> 2.38 mm with a T2-like moving image, 3.39 -> 2.11 mm with a PD-like fixed
+    one), and with the evaluator averaged over flips on a 1.5 mm grid (1.94 and 1.56 mm; 2.18
+    and 1.72 without the flips)."""
     evaluator = Evaluator.load(dim=2)
     seed = 22 if moving_contrast == "t2" else 21
     pair = make_pair(dim=2, fixed_contrast=fixed_contrast, moving_contrast=moving_contrast, slice_mm=held_out_axial_position_mm(2.0), max_displacement_mm=8.0, seed=seed)

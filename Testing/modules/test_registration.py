@@ -143,7 +143,7 @@ def test_imse_demons_from_the_logic_and_the_panel(scene):
     assert run.arguments[run.arguments.index("--optimizer") + 1] == "demons" and "--flip-average" in run.arguments
     rows = {row["quantity"]: row["value"] for row in run.start().wait().rows}
     assert str(rows["flip_average"]) == "True"
-    assert float(rows["imse_mean_error_after"]) < 0.8 * float(rows["imse_mean_error_before"])  # measured: 0.049 -> 0.009
+    assert float(rows["imse_mean_error_after"]) < 0.8 * float(rows["imse_mean_error_before"])  # measured: 0.048 -> 0.009
     assert "--flip-average" not in logic.registrationRun(_parameters(logic, nodes, similarity="MIND", optimizer="gradient (Adam)", flipAverage=True)).arguments
     with pytest.raises(ValueError, match="residual"):
         logic.registrationRun(_parameters(logic, nodes, similarity="MIND", optimizer="demons"))
