@@ -266,6 +266,7 @@ def test_probabilities_outside_zero_one_are_refused():
         remap.RemapAugmentation(noise_probability=1.5)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_runs_on_cuda_with_a_cuda_generator():
     images = random_images().cuda()

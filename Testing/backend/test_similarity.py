@@ -512,6 +512,7 @@ def test_bad_shapes_raise_image_error(name, images_2d):
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("dim", [2, 3])
 def test_every_similarity_runs_on_cuda(dim, images_2d, images_3d):

@@ -204,6 +204,7 @@ def test_bad_shapes_are_reported():
         sa.random_elastic_displacement((8, 8), 0, seeded(0))
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_runs_on_cuda_with_a_cuda_generator():
     generator = torch.Generator("cuda").manual_seed(0)
