@@ -1,6 +1,6 @@
-"""Evaluator training: patch sampling, pair recipes, registration-produced misalignments, a short run that
-lowers the loss, fine-tuning from a model, checkpoints and resume, the model card, and
-two-process DistributedDataParallel on the CPU (gloo)."""
+"""Evaluator training: patch sampling, pair recipes, registration-produced misalignments, a
+short run that lowers the loss, fine-tuning from a model, checkpoints and resume, the model
+card, and two-process DistributedDataParallel on the CPU (gloo)."""
 
 import json
 import os
