@@ -221,12 +221,13 @@ def methods(dim: int, threads: int, evaluator) -> dict[str, Method | str]:
     3D evaluator is installed) or None."""
     rows: dict[str, Method | str] = {}
     for name, row in OURS.items():
-        arguments = {key: value for key, value in row.items() if key not in ("dims", "evaluator_dim")}
-        evaluator_dim = row.get("evaluator_dim", dim)
-        row_evaluator = evaluator if evaluator_dim == dim else installed_evaluator(evaluator_dim)
         if dim not in row.get("dims", (2, 3)):
             rows[name] = f"{dim}D: not run (see OURS)"
-        elif row_evaluator is None and "imse" in arguments["similarity"]:
+            continue
+        arguments = {key: value for key, value in row.items() if key not in ("dims", "evaluator_dim")}
+        evaluator_dim = row.get("evaluator_dim", dim)
+        row_evaluator = evaluator if evaluator_dim == dim else installed_evaluator(evaluator_dim)  # loaded only for a row that runs
+        if row_evaluator is None and "imse" in arguments["similarity"]:
             rows[name] = f"no {evaluator_dim}D evaluator installed"
         else:
             rows[name] = our_method(dim, row_evaluator, **arguments)
