@@ -77,7 +77,7 @@ class IMSERegistrationParameterNode:
     optimisation/network; optimiser, gradient, discrete search or demons; levels; grid spacing in mm,
     0 meaning the fixed volume's own grid; iterations,
     regularisation weight with 0 meaning the similarity's default, diffeomorphic, affine, the
-    evaluator averaged over flips (IMSE choices),
+    evaluator averaged over flips and its zoom (IMSE choices),
     device, model) and outputs (transform, warped volume; new nodes when empty)."""
 
     fixedVolume: vtkMRMLScalarVolumeNode
@@ -96,6 +96,7 @@ class IMSERegistrationParameterNode:
     diffeomorphic: bool = False
     affine: bool = False
     flipAverage: bool = False
+    evaluatorZoom: Annotated[float, WithinRange(0.25, 4.0)] = 1.0
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
     model: str = ""
     outputTransform: vtkMRMLGridTransformNode
@@ -129,6 +130,7 @@ class IMSERegistrationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWid
         uses_evaluator = bool(parameters and "imse" in SIMILARITIES[parameters.similarity])
         self.ui.referenceComboBox.enabled = uses_evaluator
         self.ui.flipAverageCheckBox.enabled = uses_evaluator
+        self.ui.evaluatorZoomSpinBox.enabled = uses_evaluator
         self.ui.regularizationSpinBox.enabled = not gradient_free  # the discrete search and the demons regularise by smoothing
         self.ui.gridSpacingSpinBox.enabled = bool(parameters and SIMILARITIES[parameters.similarity] != "adacs")  # AdaCS registers on its network's grid
         self.ui.iterationsSpinBox.enabled = not (gradient_free and parameters.mode == "optimisation")  # they run a fixed schedule
@@ -210,6 +212,8 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
                 arguments.append("--affine")
             if parameters.flipAverage and "imse" in similarity:
                 arguments.append("--flip-average")
+            if parameters.evaluatorZoom != 1.0 and "imse" in similarity:
+                arguments += ["--evaluator-zoom", str(parameters.evaluatorZoom)]
             if parameters.mode == "network":
                 arguments += ["--model", parameters.model, "--refine-iterations", str(parameters.iterations)]
             for option, mask in (("--fixed-mask", parameters.fixedMask), ("--moving-mask", parameters.movingMask)):

@@ -249,7 +249,9 @@ def _register(args: argparse.Namespace) -> None:
     similarity = args.similarity or (network.card.training.get("similarity", "mind") if network else "mind")
     settings = RegistrationSettings(
         similarity=similarity,
-        similarity_options={"reference": args.reference, "flip_average": args.flip_average} if "imse" in similarity_terms(similarity) else {},
+        similarity_options=(
+            {"reference": args.reference, "flip_average": args.flip_average, "zoom": args.evaluator_zoom} if "imse" in similarity_terms(similarity) else {}
+        ),
         levels=args.levels if args.levels is not None else (3 if network is None else 1),
         grid_spacing_mm=args.grid_spacing,
         iterations=args.iterations,
@@ -278,6 +280,7 @@ def _register(args: argparse.Namespace) -> None:
         "optimizer": settings.optimizer if optimised else None,
         "grid_spacing_mm": args.grid_spacing if optimised else None,
         "flip_average": settings.similarity_options.get("flip_average") if optimised else None,
+        "evaluator_zoom": settings.similarity_options.get("zoom") if optimised else None,
         "fixed_mask": args.fixed_mask,
         "moving_mask": args.moving_mask,
         "seconds": round(result.seconds, 2),
@@ -618,6 +621,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--flip-average",
         action="store_true",
         help="imse: average the evaluator over the flips of the image axes (4 times the work in 2D, 8 in 3D; 2D pairs register better)",
+    )
+    register.add_argument(
+        "--evaluator-zoom",
+        type=float,
+        default=1.0,
+        help=(
+            "imse: show the evaluator the images zoomed by this factor on the registration grid (about factor^2 times the work in 2D); "
+            "use it with --flip-average (alone it registered worse): with it, 2 on a 2 mm grid registered 2D pairs best (default: %(default)s, no zoom)"
+        ),
     )
     register.add_argument("--regularization", choices=REGULARIZERS, default="diffusion", help="(default: %(default)s)")
     register.add_argument("--regularization-weight", type=float, help="(default: a weight suited to the similarity)")

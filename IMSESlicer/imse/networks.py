@@ -182,6 +182,39 @@ class FlipAveraged(nn.Module):
         return sum(self.network(inputs.flip(flip)).flip(flip) if flip else self.network(inputs) for flip in flips) / len(flips)
 
 
+class Zoomed(nn.Module):
+    """``network`` run on its input zoomed by ``factor`` (linear interpolation along every
+    spatial axis of the input it is given; a 2D network given a volume's slices zooms them
+    in-plane), its output resampled back to the input's size: the network sees voxels
+    ``factor`` times smaller. Test-time augmentation for an evaluator: a 1 mm misalignment is
+    then two voxels, not one, of a 2 mm image, and the shipped 2D evaluator (trained at 2 mm)
+    drives the demons on the benchmark's 2 mm pairs better when it sees 1 mm voxels (README,
+    "Registration benchmark"). About ``factor ** dim`` times the network's work. Differentiable;
+    it pads the zoomed input to the wrapped network's multiple itself, so its own is 1."""
+
+    def __init__(self, network: nn.Module, factor: float) -> None:
+        super().__init__()
+        if not (math.isfinite(factor) and factor > 0):
+            raise ImageError(f"The evaluator's zoom must be a positive factor (1: no zoom), got {factor}.")
+        self.network, self.factor = network, float(factor)
+
+    @property
+    def dim(self) -> int | None:
+        return network_dimension(self.network)
+
+    size_multiple = 1
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}"
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        spatial = inputs.shape[2:]
+        mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(spatial)]
+        zoomed = F.interpolate(inputs, size=[max(1, round(size * self.factor)) for size in spatial], mode=mode, align_corners=False)
+        padded, crop = pad_to_multiple(zoomed, size_multiple(self.network))
+        return F.interpolate(self.network(padded)[crop], size=tuple(spatial), mode=mode, align_corners=False)
+
+
 def network_dimension(network: nn.Module) -> int | None:
     """The spatial dimension a network works in: its ``dim`` attribute, else that of its first
     convolution; ``None`` when neither tells."""

@@ -11,7 +11,7 @@ from imse.demons import demons_force
 from imse.errors import ImageError
 from imse.evaluator import predict
 from imse.field import index_gradient
-from imse.networks import FlipAveraged, build_network
+from imse.networks import FlipAveraged, Zoomed, build_network
 from imse.register import RegistrationSettings, register_pair
 from imse.similarity import RESIDUAL_SIMILARITIES, build_similarity
 
@@ -47,11 +47,13 @@ def test_imse_gives_the_pair_in_its_trained_modality():
     residual ``fixed - moving`` is ``2 E`` (reference fixed) or ``-2 E`` (reference moving)."""
     torch.manual_seed(0)
     network = build_network("light", 2)
+    torch.nn.init.normal_(network.head.weight, std=0.1)  # the head starts at zero: E would be 0 for every pair
     fixed, moving = torch.rand(1, 1, 16, 20) * 2 - 1, torch.rand(1, 1, 16, 20) * 2 - 1
     as_fixed = build_similarity("imse", network=network, reference="fixed")
     fixed_like, moving_like = as_fixed.in_common_modality(fixed, moving)
     assert torch.equal(fixed_like, fixed)
     assert torch.allclose(fixed_like - moving_like, 2 * predict(network, moving, fixed), atol=1e-6)
+    assert (fixed_like - moving_like).abs().max() > 0.01
     as_moving = build_similarity("imse", network=network, reference="moving")
     fixed_like, moving_like = as_moving.in_common_modality(fixed, moving)
     assert torch.equal(moving_like, moving)
@@ -63,6 +65,12 @@ def test_imse_gives_the_pair_in_its_trained_modality():
     flipped = build_similarity("imse", network=network, reference="fixed", flip_average=True)
     fixed_like, moving_like = flipped.in_common_modality(fixed, moving)
     assert torch.allclose(fixed_like - moving_like, 2 * predict(FlipAveraged(network), moving, fixed), atol=1e-6)
+    zoomed = build_similarity("imse", network=network, reference="fixed", flip_average=True, zoom=2.0)
+    fixed_like, moving_like = zoomed.in_common_modality(fixed, moving)
+    assert torch.allclose(fixed_like - moving_like, 2 * predict(Zoomed(FlipAveraged(network), 2.0), moving, fixed), atol=1e-6)
+    assert zoomed.zoom == 2.0 and "zoom=2.0" in repr(zoomed)
+    with pytest.raises(ImageError, match="positive factor"):
+        build_similarity("imse", network=network, zoom=0.0)
     mse = build_similarity("mse")
     assert all(a is b for a, b in zip(mse.in_common_modality(fixed, moving), (fixed, moving)))
     assert set(RESIDUAL_SIMILARITIES) == {"mse", "imse"}

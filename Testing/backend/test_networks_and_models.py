@@ -9,7 +9,7 @@ import torch
 from imse.errors import ImageError
 from imse.evaluator import predict, predict_tiled
 from imse.models import ModelCard, find_model, list_models, load_checkpoint, load_model, save_checkpoint, save_model
-from imse.networks import FlipAveraged, LightUNet, build_network, count_multiply_adds, network_dimension, pad_to_multiple, size_multiple
+from imse.networks import FlipAveraged, LightUNet, Zoomed, build_network, count_multiply_adds, network_dimension, pad_to_multiple, size_multiple
 
 
 @pytest.mark.parametrize("dim, shape", [(2, (1, 2, 40, 48)), (3, (1, 2, 16, 24, 16))])
@@ -162,3 +162,46 @@ def test_flip_averaging_keeps_the_network_dimension_size_multiple_and_gradients(
     other, reference = torch.rand(1, 1, 16, 20, requires_grad=True), torch.rand(1, 1, 16, 20)
     predict(averaged, other, reference).abs().mean().backward()
     assert other.grad is not None and other.grad.abs().sum() > 0
+
+
+class _ShapeRecordingNetwork(torch.nn.Module):
+    """Returns its first channel and records the spatial shape it was given."""
+
+    dim = 2
+    size_multiple = 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(tuple(x.shape[2:]))
+        return x[:, :1]
+
+
+@pytest.mark.parametrize("shape, zoomed", [((1, 2, 10, 13), (24, 32)), ((2, 2, 5, 6, 7), (16, 16, 16))])
+def test_zooming_shows_the_network_smaller_voxels_and_gives_back_the_input_grid(shape, zoomed):
+    network = _ShapeRecordingNetwork()
+    zoom = Zoomed(network, 2.0)
+    ramp = sum(torch.arange(size, dtype=torch.float32).view(*[-1 if a == axis else 1 for a in range(len(shape) - 2)]) * (axis + 1) for axis, size in enumerate(shape[2:]))
+    x = torch.stack([ramp, -ramp]).expand(shape[0], 2, *shape[2:])
+    output = zoom(x)
+    assert network.seen == [zoomed]  # 2x the size, padded up to the network's multiple of 8
+    assert output.shape == (shape[0], 1, *shape[2:]) and size_multiple(zoom) == 1 and network_dimension(zoom) == 2
+    inner = (slice(None), slice(None), *[slice(1, -1)] * (len(shape) - 2))
+    assert torch.allclose(output[inner], x[:, :1][inner], atol=1e-4)  # linear up and down returns a ramp unchanged inside
+
+
+def test_zooming_a_light_network_keeps_gradients_and_refuses_a_bad_factor():
+    torch.manual_seed(0)
+    network = build_network("light", 2)
+    torch.nn.init.normal_(network.head.weight)
+    zoomed = Zoomed(FlipAveraged(network), 1.5)
+    other, reference = torch.rand(1, 1, 15, 21, requires_grad=True), torch.rand(1, 1, 15, 21)
+    error = predict(zoomed, other, reference)
+    assert error.shape == (1, 1, 15, 21) and not torch.allclose(error, predict(network, other, reference))
+    error.abs().mean().backward()
+    assert other.grad is not None and other.grad.abs().sum() > 0
+    for factor in (0.0, -1.0, float("nan")):
+        with pytest.raises(ImageError, match="positive factor"):
+            Zoomed(network, factor)

@@ -139,22 +139,24 @@ def test_imse_demons_from_the_logic_and_the_panel(scene):
 
     nodes = load_sample(scene, "IMSE brain pair 2D")
     logic = IMSERegistrationLogic()
-    run = logic.registrationRun(_parameters(logic, nodes, similarity="IMSE", optimizer="demons", gridSpacing=1.5, flipAverage=True))
+    run = logic.registrationRun(_parameters(logic, nodes, similarity="IMSE", optimizer="demons", gridSpacing=2.0, flipAverage=True, evaluatorZoom=2.0))
     assert run.arguments[run.arguments.index("--optimizer") + 1] == "demons" and "--flip-average" in run.arguments
+    assert run.arguments[run.arguments.index("--evaluator-zoom") + 1] == "2.0"
     rows = {row["quantity"]: row["value"] for row in run.start().wait().rows}
-    assert str(rows["flip_average"]) == "True"
+    assert str(rows["flip_average"]) == "True" and float(rows["evaluator_zoom"]) == 2.0
     assert float(rows["imse_mean_error_after"]) < 0.8 * float(rows["imse_mean_error_before"])  # measured: 0.048 -> 0.009
-    assert "--flip-average" not in logic.registrationRun(_parameters(logic, nodes, similarity="MIND", optimizer="gradient (Adam)", flipAverage=True)).arguments
+    mind = logic.registrationRun(_parameters(logic, nodes, similarity="MIND", optimizer="gradient (Adam)", flipAverage=True, evaluatorZoom=2.0))
+    assert "--flip-average" not in mind.arguments and "--evaluator-zoom" not in mind.arguments
     with pytest.raises(ValueError, match="residual"):
         logic.registrationRun(_parameters(logic, nodes, similarity="MIND", optimizer="demons"))
 
     widget = _panel_with(nodes)
     ui = widget.ui
     assert not ui.applyButton.enabled and "residual" in ui.applyButton.toolTip  # the logic's last choices: MIND with the demons
-    assert not ui.flipAverageCheckBox.enabled  # MIND has no evaluator to average
+    assert not ui.flipAverageCheckBox.enabled and not ui.evaluatorZoomSpinBox.enabled  # MIND has no evaluator to average or zoom
     ui.similarityComboBox.currentIndex = ui.similarityComboBox.findText("IMSE")
     assert ui.applyButton.enabled and not ui.regularizationSpinBox.enabled and not ui.iterationsSpinBox.enabled
-    assert ui.flipAverageCheckBox.enabled
+    assert ui.flipAverageCheckBox.enabled and ui.evaluatorZoomSpinBox.enabled
     ui.similarityComboBox.currentIndex = ui.similarityComboBox.findText("MIND + IMSE")
     assert not ui.applyButton.enabled
 
