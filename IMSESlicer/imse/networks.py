@@ -186,11 +186,12 @@ class Zoomed(nn.Module):
     """``network`` run on its input zoomed by ``factor`` (linear interpolation along every
     spatial axis of the input it is given; a 2D network given a volume's slices zooms them
     in-plane), its output resampled back to the input's size: the network sees voxels
-    ``factor`` times smaller. Test-time augmentation for an evaluator: a 1 mm misalignment is
-    then two voxels, not one, of a 2 mm image, and the shipped 2D evaluator (trained at 2 mm)
-    drives the demons on the benchmark's 2 mm pairs better when it sees 1 mm voxels (README,
-    "Registration benchmark"). About ``factor ** dim`` times the network's work. Differentiable;
-    it pads the zoomed input to the wrapped network's multiple itself, so its own is 1."""
+    ``factor`` times smaller (a 1 mm misalignment of a 2 mm image zoomed 2 times spans a whole
+    voxel, not half of one). Test-time augmentation for an evaluator: flip-averaged, the shipped
+    2D evaluator (trained at 2 mm) drives the demons on the benchmark's 2 mm pairs better when it
+    sees 1 mm voxels (README, "Registration benchmark"). About ``factor ** dim`` times the
+    network's work. Differentiable; it pads the zoomed input to the wrapped network's multiple
+    itself, so its own is 1."""
 
     def __init__(self, network: nn.Module, factor: float) -> None:
         super().__init__()
