@@ -14,8 +14,9 @@ beside, never instead of, IMSE alone), MIND and IMSE with the discrete search
 (:mod:`imse.discrete`) instead of Adam (MIND also with the fixed image's automatic foreground
 mask, every other row registering without masks; both in 2D also on a 1.5 mm grid), IMSE with
 the demons (:mod:`imse.demons`, driven by the evaluator's output; in 2D also on that grid, and
-there with the evaluator averaged over flips, :class:`imse.networks.FlipAveraged`; in 3D
-also with the 2D evaluator slice by slice on a 2 mm grid), IMSE
+there with the evaluator averaged over flips, :class:`imse.networks.FlipAveraged`, and also
+zoomed 2 times on the pairs' own grid, :class:`imse.networks.Zoomed`; in 3D also with the 2D
+evaluator slice by slice on a 2 mm grid, and flip-averaged and zoomed on the volumes' grid), IMSE
 (network) with the installed 2D model trained with the IMSE loss, and the peers a user would
 pick instead, when installed: elastix (itk-elastix, its default B-spline map with
 AdvancedMattesMutualInformation) and ANTs SyN (antspyx, affine then
