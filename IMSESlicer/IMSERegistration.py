@@ -210,10 +210,9 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
                 arguments.append("--diffeomorphic")
             if parameters.affine:
                 arguments.append("--affine")
-            if parameters.flipAverage and "imse" in similarity:
-                arguments.append("--flip-average")
-            if parameters.evaluatorZoom != 1.0 and "imse" in similarity:
-                arguments += ["--evaluator-zoom", str(parameters.evaluatorZoom)]
+            if "imse" in similarity:  # the evaluator's options
+                arguments += ["--flip-average"] if parameters.flipAverage else []
+                arguments += ["--evaluator-zoom", str(parameters.evaluatorZoom)] if parameters.evaluatorZoom != 1.0 else []
             if parameters.mode == "network":
                 arguments += ["--model", parameters.model, "--refine-iterations", str(parameters.iterations)]
             for option, mask in (("--fixed-mask", parameters.fixedMask), ("--moving-mask", parameters.movingMask)):

@@ -144,7 +144,7 @@ def test_imse_demons_from_the_logic_and_the_panel(scene):
     assert run.arguments[run.arguments.index("--evaluator-zoom") + 1] == "2.0"
     rows = {row["quantity"]: row["value"] for row in run.start().wait().rows}
     assert str(rows["flip_average"]) == "True" and float(rows["evaluator_zoom"]) == 2.0
-    assert float(rows["imse_mean_error_after"]) < 0.8 * float(rows["imse_mean_error_before"])  # measured: 0.048 -> 0.009
+    assert float(rows["imse_mean_error_after"]) < 0.8 * float(rows["imse_mean_error_before"])  # measured: 0.048 -> 0.013 (0.009 unzoomed on a 1.5 mm grid)
     mind = logic.registrationRun(_parameters(logic, nodes, similarity="MIND", optimizer="gradient (Adam)", flipAverage=True, evaluatorZoom=2.0))
     assert "--flip-average" not in mind.arguments and "--evaluator-zoom" not in mind.arguments
     with pytest.raises(ValueError, match="residual"):
