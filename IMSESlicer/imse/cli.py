@@ -261,6 +261,7 @@ def _register(args: argparse.Namespace) -> None:
         affine=args.affine,
         optimizer=args.optimizer,
         demons_iterations=args.demons_iterations,
+        demons_max_step_voxels=args.demons_max_step,
         device=args.device,
     )
     if network is not None:  # --model named the network: error maps (and an imse refinement) use the default evaluator
@@ -274,6 +275,7 @@ def _register(args: argparse.Namespace) -> None:
         with _progress_reporter(args.progress, "registering") as progress:
             result = register_pair(fixed, moving, settings, fixed_mask, moving_mask, evaluator, progress=progress)
     optimised = network is None or bool(args.refine_iterations)  # a per-pair optimisation ran
+    demons = optimised and settings.optimizer == "demons"
     summary = {
         "mode": "optimisation" if network is None else f"network {network.card.name}" + (f" + {args.refine_iterations} refinement iterations" if args.refine_iterations else ""),
         "similarity": similarity,
@@ -281,6 +283,8 @@ def _register(args: argparse.Namespace) -> None:
         "grid_spacing_mm": args.grid_spacing if optimised else None,
         "flip_average": settings.similarity_options.get("flip_average") if optimised else None,
         "evaluator_zoom": settings.similarity_options.get("zoom") if optimised else None,
+        "demons_iterations": settings.demons_iterations if demons else None,
+        "demons_max_step_voxels": settings.demons_max_step_voxels if demons else None,
         "fixed_mask": args.fixed_mask,
         "moving_mask": args.moving_mask,
         "seconds": round(result.seconds, 2),
@@ -617,6 +621,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     register.add_argument("--iterations", type=int, default=150, help="Adam iterations per level at most (default: %(default)s)")
     register.add_argument("--demons-iterations", type=int, default=RegistrationSettings.demons_iterations, help="demons steps per level (default: %(default)s)")
+    register.add_argument(
+        "--demons-max-step",
+        type=float,
+        default=RegistrationSettings.demons_max_step_voxels,
+        help="the longest step (voxels) of a demons iteration; longer regularises less (imse with --evaluator-zoom 2: 1.0) (default: %(default)s)",
+    )
     register.add_argument(
         "--flip-average",
         action="store_true",

@@ -6,9 +6,10 @@ modality. That is the residual of Thirion's demons, which mono-modal registratio
 ``fixed - warped``. So each step asks the similarity for the pair in one modality
 (``in_common_modality``: the images themselves for MSE; for IMSE the trained-modality image and
 its counterpart ``reference - 2 E``), and moves every voxel by the symmetric demons force
-``r g / (|g|^2 + r^2)`` (voxels), where ``r`` is the residual and ``g`` the mean of the two
-images' index gradients. The force is at most half a voxel, so no step size is needed. The field
-is then smoothed, which regularises it (as for :mod:`imse.discrete`).
+``2 s r g / (|g|^2 + r^2)`` (voxels), where ``r`` is the residual, ``g`` the mean of the two
+images' index gradients and ``s`` the maximum step: the force is at most ``s`` voxels (ITK's
+``MaximumUpdateStepLength``; Thirion's half a voxel by default), so no step size is needed. The
+field is then smoothed, which regularises it (as for :mod:`imse.discrete`).
 
 One evaluator call per step instead of one per candidate shift: on the registration benchmark
 the search and the demons reach the same end-point error in 2D, and the demons take a fraction
@@ -27,15 +28,16 @@ from .field import as_displacement, index_gradient
 from .filters import optional_gaussian_smooth
 
 
-def demons_force(fixed_like: torch.Tensor, warped_like: torch.Tensor) -> torch.Tensor:
+def demons_force(fixed_like: torch.Tensor, warped_like: torch.Tensor, max_step_voxels: float = 0.5) -> torch.Tensor:
     """The symmetric demons force ``[1, dim, *spatial]`` in voxels of the grid: the shift of the
     warped image's sampling point that lowers ``(fixed_like - warped_like) ** 2`` (both
-    ``[1, 1, *spatial]``, one modality), bounded by half a voxel; zero where the residual or
-    the gradient is."""
+    ``[1, 1, *spatial]``, one modality), at most ``max_step_voxels`` long, which it reaches
+    where the residual equals the gradient's norm; zero where the residual or the gradient is."""
     residual = fixed_like - warped_like
     gradient = 0.5 * (index_gradient(fixed_like) + index_gradient(warped_like))[:, 0]  # [1, dim, *spatial], per voxel
     denominator = (gradient * gradient).sum(1, keepdim=True) + residual * residual
-    return torch.where(denominator > 0, residual * gradient / denominator.clamp_min(torch.finfo(residual.dtype).tiny), 0.0)
+    force = residual * gradient / denominator.clamp_min(torch.finfo(residual.dtype).tiny)  # at most 1/2 voxel
+    return torch.where(denominator > 0, 2.0 * max_step_voxels * force, 0.0)
 
 
 @torch.no_grad()
@@ -47,7 +49,8 @@ def demons_stage(level, index: int, initial: torch.Tensor, similarity: torch.nn.
 
     ``similarity`` has ``in_common_modality(fixed, warped)`` (MSE, IMSE). Each step smooths the
     parameter by ``settings.field_smoothing_voxels``, warps the moving image, and adds the
-    force, converted to mm (zero outside the masks). The tracked value is the mean absolute
+    force of at most ``settings.demons_max_step_voxels``, converted to mm (zero outside the
+    masks). The tracked value is the mean absolute
     residual."""
     geometry = level.geometry
     voxel_to_mm = torch.as_tensor(geometry.index_to_physical_matrix, dtype=initial.dtype, device=initial.device)
@@ -56,7 +59,7 @@ def demons_stage(level, index: int, initial: torch.Tensor, similarity: torch.nn.
         smoothed = optional_gaussian_smooth(parameter, settings.field_smoothing_voxels)
         displacement = as_displacement(smoothed, geometry, settings.diffeomorphic)
         fixed_like, warped_like = similarity.in_common_modality(level.fixed, level.warp_moving(displacement))
-        update = torch.einsum("ij,bj...->bi...", voxel_to_mm, demons_force(fixed_like, warped_like))
+        update = torch.einsum("ij,bj...->bi...", voxel_to_mm, demons_force(fixed_like, warped_like, settings.demons_max_step_voxels))
         mask = level.mask(displacement)
         if mask is not None:
             update = update * mask

@@ -42,6 +42,17 @@ def test_demons_force_points_to_the_match_and_is_at_most_half_a_voxel():
     assert torch.equal(flat, torch.zeros(1, 2, 4, 4))  # no residual and no gradient: no move, no NaN
 
 
+@pytest.mark.parametrize("max_step", [0.25, 1.0, 2.0])
+def test_demons_force_scales_to_its_maximum_step(max_step):
+    columns = torch.arange(12.0).expand(8, 12)
+    fixed = (0.1 * columns)[None, None]
+    force = demons_force(fixed, fixed - 0.1, max_step)  # r = g: the longest step
+    assert torch.allclose(force[0, 0], torch.full((8, 12), max_step), atol=1e-5)
+    assert torch.allclose(force, 2.0 * max_step * demons_force(fixed, fixed - 0.1), atol=1e-6)
+    for residual in (0.02, 0.5, 5.0):  # residuals far from the gradient: shorter steps
+        assert demons_force(fixed, fixed - residual, max_step).abs().max() < max_step
+
+
 def test_imse_gives_the_pair_in_its_trained_modality():
     """For the reference in channel 1, the other image is seen as ``reference - 2 E``, so the
     residual ``fixed - moving`` is ``2 E`` (reference fixed) or ``-2 E`` (reference moving)."""
@@ -96,6 +107,8 @@ def test_demons_recover_a_known_mono_modal_deformation(dim, spacing, error_fract
         (dict(similarity="mse+imse"), "residual"),
         (dict(regularization_weight=1.0), "leave the regularization weight unset"),
         (dict(demons_iterations=0), "at least 1 iteration"),
+        (dict(demons_max_step_voxels=0.0), "maximum step"),
+        (dict(demons_max_step_voxels=float("nan")), "maximum step"),
     ],
 )
 def test_bad_demons_settings_are_refused_before_any_work(changes, message):

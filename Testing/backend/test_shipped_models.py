@@ -64,29 +64,32 @@ def test_shipped_2d_evaluator_registers_a_held_out_pair_on_its_grid_and_a_finer_
 
 
 @pytest.mark.parametrize(
-    "grid_spacing_mm, flip_average, zoom, steps, error_fraction",
+    "grid_spacing_mm, flip_average, zoom, steps, max_step, error_fraction",
     [
-        (None, False, 1.0, 20, 0.8),  # the pair's grid
-        (1.5, True, 1.0, 20, 0.7),
-        (None, True, 2.0, 30, 0.65),  # IMSE's best configuration on the benchmark
+        (None, False, 1.0, 20, 0.5, 0.8),  # the pair's grid
+        (1.5, True, 1.0, 20, 0.5, 0.7),
+        (None, True, 2.0, 30, 0.5, 0.65),
+        (None, True, 2.0, 30, 1.0, 0.6),  # IMSE's best configuration on the benchmark
     ],
 )
 @pytest.mark.parametrize("fixed_contrast, moving_contrast, reference", [("t1", "t2", "fixed"), ("pd", "t1", "moving")])
 def test_shipped_2d_evaluator_drives_the_demons_with_either_image_as_its_reference(
-    fixed_contrast, moving_contrast, reference, grid_spacing_mm, flip_average, zoom, steps, error_fraction
+    fixed_contrast, moving_contrast, reference, grid_spacing_mm, flip_average, zoom, steps, max_step, error_fraction
 ):
     """The demons, driven by the shipped 2D evaluator's residual, recover part of a known
     deformation of a held-out pair whether the T1 image is fixed or moving: on the pair's grid
     (measured: 3.20 -> 2.38 mm with a T2-like moving image, 3.39 -> 2.11 mm with a PD-like fixed
     one), with the evaluator averaged over flips on a 1.5 mm grid (1.94 and 1.56 mm; 2.18 and
     1.72 without the flips), and averaged over flips and zoomed 2 times on the pair's grid, 30
-    steps (1.86 and 1.46 mm; zoomed without the flips, 3.21 and 2.03)."""
+    steps (1.86 and 1.46 mm; zoomed without the flips, 3.21 and 2.03), and so with steps of up
+    to a voxel (1.76 and 1.34 mm)."""
     evaluator = Evaluator.load(dim=2)
     seed = 22 if moving_contrast == "t2" else 21
     pair = make_pair(dim=2, fixed_contrast=fixed_contrast, moving_contrast=moving_contrast, slice_mm=held_out_axial_position_mm(2.0), max_displacement_mm=8.0, seed=seed)
     options = {"reference": reference, "flip_average": flip_average, "zoom": zoom}
     settings = RegistrationSettings(
-        similarity="imse", similarity_options=options, optimizer="demons", levels=1, grid_spacing_mm=grid_spacing_mm, demons_iterations=steps, device="cpu"
+        similarity="imse", similarity_options=options, optimizer="demons", levels=1, grid_spacing_mm=grid_spacing_mm, demons_iterations=steps,
+        demons_max_step_voxels=max_step, device="cpu",
     )
     result = register_pair(pair.fixed, pair.moving, settings, evaluator=evaluator)
     assert result.displacement.geometry == pair.fixed.geometry and (result.jacobian_determinant.array > 0).all()
@@ -94,21 +97,25 @@ def test_shipped_2d_evaluator_drives_the_demons_with_either_image_as_its_referen
 
 
 def test_command_line_zooms_the_flip_averaged_evaluator_for_the_demons(tmp_path, capsys):
-    """``imse register --flip-average --evaluator-zoom 2``: the backend's best 2D configuration
-    from the command line (measured on the demo's 2D pair: 3.25 -> 1.38 mm); a zoom that is not
-    a positive factor is refused before anything is written."""
+    """``imse register --flip-average --evaluator-zoom 2 --demons-max-step 1``: the backend's
+    best 2D configuration from the command line (measured on the demo's 2D pair: 3.25 -> 1.26
+    mm); a zoom or a maximum step that is not positive is refused before anything is written."""
     from imse.cli import main
 
     pair = make_pair(dim=2, fixed_contrast="t1", moving_contrast="t2", seed=0)
     fixed, moving = write_image(pair.fixed, tmp_path / "fixed.nii.gz"), write_image(pair.moving, tmp_path / "moving.nii.gz")
     arguments = ["register", str(fixed), str(moving), "--similarity", "imse", "--optimizer", "demons", "--levels", "1", "--flip-average", "--device", "cpu"]
-    assert main([*arguments, "--out", str(tmp_path / "out"), "--evaluator-zoom", "2", "--demons-iterations", "30"]) == 0
+    assert main([*arguments, "--out", str(tmp_path / "out"), "--evaluator-zoom", "2", "--demons-iterations", "30", "--demons-max-step", "1"]) == 0
     summary = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert summary["evaluator_zoom"] == 2.0 and summary["flip_average"] is True and summary["folding_percent"] == 0
+    assert summary["demons_iterations"] == 30 and summary["demons_max_step_voxels"] == 1.0
     assert brain_endpoint_error(read_image(tmp_path / "out" / "displacement_mm.nii.gz"), pair) < 0.5 * unregistered_endpoint_error(pair)
     with pytest.raises(SystemExit):
         main([*arguments, "--out", str(tmp_path / "refused"), "--evaluator-zoom", "0"])
     assert "positive factor" in capsys.readouterr().err and not (tmp_path / "refused").exists()
+    with pytest.raises(SystemExit):
+        main([*arguments, "--out", str(tmp_path / "refused"), "--demons-max-step", "0"])
+    assert "maximum step" in capsys.readouterr().err and not (tmp_path / "refused").exists()
 
 
 def held_out_voxels(image, spacing_mm: float) -> np.ndarray:

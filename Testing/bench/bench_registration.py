@@ -95,6 +95,7 @@ OURS = {
         "flip_average": True,
         "evaluator_zoom": 2.0,
         "demons_iterations": 30,
+        "demons_max_step_voxels": 1.0,
         "dims": (2,),
     },
     "imse_demons_slicewise_fine": {"similarity": "imse", "optimizer": "demons", "levels": 1, "grid_spacing_mm": 2.0, "evaluator_dim": 2, "dims": (3,)},
@@ -141,7 +142,7 @@ METHOD_NAMES = {
     "imse_demons": "IMSE (demons, finest level only)",
     "imse_demons_fine": "IMSE (demons, finest level only, on a 1.5 mm grid)",
     "imse_demons_fine_flips": "IMSE (demons, finest level only, on a 1.5 mm grid, evaluator averaged over flips)",
-    "imse_demons_zoom_flips": "IMSE (demons, finest level only, on a 2 mm grid, evaluator averaged over flips and zoomed 2 times, 30 steps)",
+    "imse_demons_zoom_flips": "IMSE (demons, finest level only, on a 2 mm grid, evaluator averaged over flips and zoomed 2 times, 30 steps of up to a voxel)",
     "imse_demons_slicewise_fine": "IMSE (demons, finest level only, on a 2 mm grid, the 2D evaluator slice by slice)",
     "imse_demons_slicewise_zoom_flips": "IMSE (demons, finest level only, the 2D evaluator slice by slice, averaged over flips and zoomed 2 times)",
     "imse_network": "IMSE (network, one shot)",
@@ -186,12 +187,14 @@ def our_method(
     flip_average: bool = False,
     evaluator_zoom: float = 1.0,
     demons_iterations: int = RegistrationSettings.demons_iterations,
+    demons_max_step_voxels: float = RegistrationSettings.demons_max_step_voxels,
 ) -> Method:
     """Our optimisation with ``similarity``, ``optimizer`` and the engine's default settings,
     with the benchmark's iterations and pyramid (or ``levels``), with ``auto_mask`` the fixed
     image's automatic foreground mask, on a grid of ``grid_spacing_mm`` when given, with
     ``flip_average`` the evaluator averaged over flips and shown the images zoomed by
-    ``evaluator_zoom``, and ``demons_iterations`` demons steps. IMSE puts the T1 image (the
+    ``evaluator_zoom``, and ``demons_iterations`` demons steps of at most
+    ``demons_max_step_voxels``. IMSE puts the T1 image (the
     evaluator's trained modality) in the evaluator's reference channel."""
 
     def run(pair: Pair) -> tuple[Image, float]:
@@ -205,6 +208,7 @@ def our_method(
             iterations=SETUPS[dim]["iterations"],
             optimizer=optimizer,
             demons_iterations=demons_iterations,
+            demons_max_step_voxels=demons_max_step_voxels,
             device="cpu",
         )
         started = time.perf_counter()
