@@ -75,8 +75,8 @@ class IMSERegistrationParameterNode:
     foreground mask when no fixed mask is chosen), options (similarity; reference:
     which volume is in the evaluator's trained modality, for the IMSE choices; mode
     optimisation/network; optimiser, gradient, discrete search or demons; levels; grid spacing in mm,
-    0 meaning the fixed volume's own grid; iterations,
-    regularisation weight with 0 meaning the similarity's default, diffeomorphic, affine, the
+    0 meaning the fixed volume's own grid; iterations; the demons' steps per level and their
+    maximum step in voxels; regularisation weight with 0 meaning the similarity's default, diffeomorphic, affine, the
     evaluator averaged over flips and its zoom (IMSE choices),
     device, model) and outputs (transform, warped volume; new nodes when empty)."""
 
@@ -92,6 +92,8 @@ class IMSERegistrationParameterNode:
     levels: Annotated[int, WithinRange(1, 6)] = 3
     gridSpacing: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
     iterations: Annotated[int, WithinRange(0, 5000)] = 150
+    demonsIterations: Annotated[int, WithinRange(1, 500)] = 20
+    demonsMaxStep: Annotated[float, WithinRange(0.05, 5.0)] = 0.5
     regularizationWeight: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
     diffeomorphic: bool = False
     affine: bool = False
@@ -124,6 +126,7 @@ class IMSERegistrationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWid
         ready = bool(parameters and parameters.fixedVolume and parameters.movingVolume)
         ready = ready and (parameters.mode == "optimisation" or bool(parameters.model))
         gradient_free = bool(parameters and OPTIMIZERS[parameters.optimizer] != "adam")
+        demons = bool(parameters and OPTIMIZERS[parameters.optimizer] == "demons")
         refusal = optimizer_refusal(parameters) if parameters else None
         self.ui.applyButton.enabled = (ready and refusal is None) or self.controller.running
         self.ui.modelComboBox.enabled = bool(parameters and parameters.mode == "network")
@@ -134,6 +137,7 @@ class IMSERegistrationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWid
         self.ui.regularizationSpinBox.enabled = not gradient_free  # the discrete search and the demons regularise by smoothing
         self.ui.gridSpacingSpinBox.enabled = bool(parameters and SIMILARITIES[parameters.similarity] != "adacs")  # AdaCS registers on its network's grid
         self.ui.iterationsSpinBox.enabled = not (gradient_free and parameters.mode == "optimisation")  # they run a fixed schedule
+        self.ui.demonsIterationsSpinBox.enabled = self.ui.demonsMaxStepSpinBox.enabled = demons  # ... the demons' set by these
         if not self.controller.running:
             if not ready:
                 self.ui.applyButton.toolTip = _("Choose a fixed and a moving volume (and, in network mode, a registration network).")
@@ -204,6 +208,8 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
             arguments += ["--levels", str(parameters.levels), "--reference", parameters.reference, "--optimizer", optimizer]
             if parameters.gridSpacing > 0:
                 arguments += ["--grid-spacing", str(parameters.gridSpacing)]
+            if optimizer == "demons":
+                arguments += ["--demons-iterations", str(parameters.demonsIterations), "--demons-max-step", str(parameters.demonsMaxStep)]
             if parameters.regularizationWeight > 0 and optimizer == "adam":
                 arguments += ["--regularization-weight", str(parameters.regularizationWeight)]
             if parameters.diffeomorphic:

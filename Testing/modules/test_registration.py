@@ -139,14 +139,18 @@ def test_imse_demons_from_the_logic_and_the_panel(scene):
 
     nodes = load_sample(scene, "IMSE brain pair 2D")
     logic = IMSERegistrationLogic()
-    run = logic.registrationRun(_parameters(logic, nodes, similarity="IMSE", optimizer="demons", gridSpacing=2.0, flipAverage=True, evaluatorZoom=2.0))
-    assert run.arguments[run.arguments.index("--optimizer") + 1] == "demons" and "--flip-average" in run.arguments
-    assert run.arguments[run.arguments.index("--evaluator-zoom") + 1] == "2.0"
+    best = dict(similarity="IMSE", optimizer="demons", gridSpacing=2.0, flipAverage=True, evaluatorZoom=2.0, demonsIterations=30, demonsMaxStep=1.0)
+    run = logic.registrationRun(_parameters(logic, nodes, **best))
+    arguments = run.arguments
+    assert arguments[arguments.index("--optimizer") + 1] == "demons" and "--flip-average" in arguments
+    assert arguments[arguments.index("--evaluator-zoom") + 1] == "2.0"
+    assert arguments[arguments.index("--demons-iterations") + 1] == "30" and arguments[arguments.index("--demons-max-step") + 1] == "1.0"
     rows = {row["quantity"]: row["value"] for row in run.start().wait().rows}
     assert str(rows["flip_average"]) == "True" and float(rows["evaluator_zoom"]) == 2.0
-    assert float(rows["imse_mean_error_after"]) < 0.8 * float(rows["imse_mean_error_before"])  # measured: 0.048 -> 0.013 (0.009 unzoomed on a 1.5 mm grid)
+    assert int(rows["demons_iterations"]) == 30 and float(rows["demons_max_step_voxels"]) == 1.0
+    assert float(rows["imse_mean_error_after"]) < 0.25 * float(rows["imse_mean_error_before"])  # measured: 0.048 -> 0.0011 (0.013 in 20 half-voxel steps)
     mind = logic.registrationRun(_parameters(logic, nodes, similarity="MIND", optimizer="gradient (Adam)", flipAverage=True, evaluatorZoom=2.0))
-    assert "--flip-average" not in mind.arguments and "--evaluator-zoom" not in mind.arguments
+    assert "--flip-average" not in mind.arguments and "--evaluator-zoom" not in mind.arguments and "--demons-max-step" not in mind.arguments
     with pytest.raises(ValueError, match="residual"):
         logic.registrationRun(_parameters(logic, nodes, similarity="MIND", optimizer="demons"))
 
@@ -157,6 +161,12 @@ def test_imse_demons_from_the_logic_and_the_panel(scene):
     ui.similarityComboBox.currentIndex = ui.similarityComboBox.findText("IMSE")
     assert ui.applyButton.enabled and not ui.regularizationSpinBox.enabled and not ui.iterationsSpinBox.enabled
     assert ui.flipAverageCheckBox.enabled and ui.evaluatorZoomSpinBox.enabled
+    assert ui.demonsIterationsSpinBox.enabled and ui.demonsMaxStepSpinBox.enabled
+    ui.demonsMaxStepSpinBox.value = 0.75
+    assert widget._parameterNode.demonsMaxStep == 0.75  # the box sets the parameter the logic reads
+    ui.optimizerComboBox.currentIndex = ui.optimizerComboBox.findText("gradient (Adam)")
+    assert not ui.demonsIterationsSpinBox.enabled and not ui.demonsMaxStepSpinBox.enabled  # Adam has no demons steps
+    ui.optimizerComboBox.currentIndex = ui.optimizerComboBox.findText("demons")
     ui.similarityComboBox.currentIndex = ui.similarityComboBox.findText("MIND + IMSE")
     assert not ui.applyButton.enabled
 
