@@ -36,7 +36,7 @@ def demons_force(fixed_like: torch.Tensor, warped_like: torch.Tensor, max_step_v
     residual = fixed_like - warped_like
     gradient = 0.5 * (index_gradient(fixed_like) + index_gradient(warped_like))[:, 0]  # [1, dim, *spatial], per voxel
     denominator = (gradient * gradient).sum(1, keepdim=True) + residual * residual
-    force = residual * gradient / denominator.clamp_min(torch.finfo(residual.dtype).tiny)  # at most 1/2 voxel
+    force = residual * gradient / denominator.clamp_min(torch.finfo(residual.dtype).tiny)  # Thirion's: at most half a voxel, where |r| = |g|
     return torch.where(denominator > 0, 2.0 * max_step_voxels * force, 0.0)
 
 
@@ -50,8 +50,7 @@ def demons_stage(level, index: int, initial: torch.Tensor, similarity: torch.nn.
     ``similarity`` has ``in_common_modality(fixed, warped)`` (MSE, IMSE). Each step smooths the
     parameter by ``settings.field_smoothing_voxels``, warps the moving image, and adds the
     force of at most ``settings.demons_max_step_voxels``, converted to mm (zero outside the
-    masks). The tracked value is the mean absolute
-    residual."""
+    masks). The tracked value is the mean absolute residual."""
     geometry = level.geometry
     voxel_to_mm = torch.as_tensor(geometry.index_to_physical_matrix, dtype=initial.dtype, device=initial.device)
     parameter = initial
