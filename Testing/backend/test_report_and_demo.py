@@ -72,3 +72,7 @@ def test_demo_writes_pairs_that_reload_with_geometry(tmp_path):
     assert stages["registered (mind)"]["endpoint_error_mm"]["mean"] < stages["before"]["endpoint_error_mm"]["mean"]
     assert stages["registered (imse)"]["endpoint_error_mm"]["mean"] < 0.8 * stages["before"]["endpoint_error_mm"]["mean"]  # measured: 3.06 -> 1.61 mm (1.72 with steps of half a voxel, 1.88 before the zoom)
     assert (tmp_path / "2d" / "transform_mind.h5").exists()
+    errors = summary["2d"]["imse_mean_error"]  # the evaluator's maps before and after each registration, in the picture's rows
+    assert set(errors) == {"before", "after imse", "after mind"} and errors["after imse"] < errors["before"]
+    assert all((tmp_path / "2d" / f"error_map_{stage}.nii.gz").exists() for stage in ("before", "after_imse", "after_mind"))
+    assert set(summary["3d"]["imse_mean_error"]) == {"before", "with the true field"}
