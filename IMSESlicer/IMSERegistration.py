@@ -76,8 +76,8 @@ class IMSERegistrationParameterNode:
     which volume is in the evaluator's trained modality, for the IMSE choices; mode
     optimisation/network; optimiser, gradient, discrete search or demons; levels; grid spacing in mm,
     0 meaning the fixed volume's own grid; iterations; the demons' steps per level and their
-    maximum step in voxels; regularisation weight with 0 meaning the similarity's default, diffeomorphic, affine, the
-    evaluator averaged over flips and its zoom (IMSE choices),
+    maximum step in voxels; regularisation weight with 0 meaning the similarity's default;
+    diffeomorphic, affine, the evaluator averaged over flips and its zoom (IMSE choices),
     device, model) and outputs (transform, warped volume; new nodes when empty)."""
 
     fixedVolume: vtkMRMLScalarVolumeNode
@@ -137,7 +137,7 @@ class IMSERegistrationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWid
         self.ui.regularizationSpinBox.enabled = not gradient_free  # the discrete search and the demons regularise by smoothing
         self.ui.gridSpacingSpinBox.enabled = bool(parameters and SIMILARITIES[parameters.similarity] != "adacs")  # AdaCS registers on its network's grid
         self.ui.iterationsSpinBox.enabled = not (gradient_free and parameters.mode == "optimisation")  # they run a fixed schedule
-        self.ui.demonsIterationsSpinBox.enabled = self.ui.demonsMaxStepSpinBox.enabled = demons  # ... the demons' set by these
+        self.ui.demonsIterationsSpinBox.enabled = self.ui.demonsMaxStepSpinBox.enabled = demons  # the demons' schedule
         if not self.controller.running:
             if not ready:
                 self.ui.applyButton.toolTip = _("Choose a fixed and a moving volume (and, in network mode, a registration network).")

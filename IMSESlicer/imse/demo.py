@@ -115,8 +115,11 @@ def _pair_outputs(pair, folder: Path, similarities: list[str], evaluator) -> dic
         summary["imse_mean_error"] = {"before": before.statistics["image"]["mean"]}
         error_top = max(float(np.percentile(before.magnitude.array, 99)), 1e-3)
         rows[0].append(Panel("IMSE |E| before", before.magnitude, cmap="inferno", vmin=0, vmax=error_top, colorbar="|E|"))
-        compared = {f"after {name}": result.warped for name, result in results.items()} or {"with the true field": warp_image(pair.moving, pair.displacement)}
-        for (stage, warped), row in zip(compared.items(), rows[1:] or [rows[0]]):
+        if results:
+            afters = [(f"after {name}", result.warped, row) for (name, result), row in zip(results.items(), rows[1:])]
+        else:
+            afters = [("with the true field", warp_image(pair.moving, pair.displacement), rows[0])]
+        for stage, warped, row in afters:
             after = evaluator.error_map(pair.fixed, warped)
             write_image(after.magnitude, folder / f"error_map_{stage.replace(' ', '_')}.nii.gz")
             summary["imse_mean_error"][stage] = after.statistics["image"]["mean"]
