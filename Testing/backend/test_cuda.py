@@ -67,6 +67,26 @@ def test_imse_demons_on_cuda_match_the_cpu(pair):
     assert np.abs(fields["cuda"].array - fields["cpu"].array).max() < 0.05  # mm: float rounding only
 
 
+def test_a_2d_evaluator_maps_a_volume_in_one_batch_on_cuda():
+    """On a GPU every slice of a volume goes to the 2D evaluator in one batch (the CPU takes
+    them one at a time), with the CPU's result."""
+    from imse.evaluator import predict
+    from imse.networks import build_network
+
+    torch.manual_seed(0)
+    network = build_network("light", 2).eval()
+    torch.nn.init.normal_(network.head.weight, std=0.1)
+    other, reference = torch.rand(1, 1, 6, 32, 40), torch.rand(1, 1, 6, 32, 40)
+    batches = []
+    hook = network.register_forward_pre_hook(lambda module, inputs: batches.append(inputs[0].shape[0]))
+    with torch.no_grad():
+        on_gpu = predict(network.cuda(), other.cuda(), reference.cuda()).cpu()
+        assert batches == [6]
+        on_cpu = predict(network.cpu(), other, reference)
+    hook.remove()
+    assert batches[1:] == [1] * 6 and torch.allclose(on_gpu, on_cpu, atol=1e-4)
+
+
 def test_registration_network_trains_and_registers_on_cuda(tmp_path, pair):
     config = RegistrationTrainingConfig(
         out=tmp_path, name="tiny", dim=2, similarity="mind", spacing_mm=4.0, patch_size=(48, 48), pool_size=6,

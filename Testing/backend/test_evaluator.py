@@ -104,6 +104,36 @@ def test_2d_evaluator_maps_a_volume_slice_by_slice(untrained_models):
     np.testing.assert_allclose(volume_map.array[k], expected, atol=1e-5)
 
 
+class _BatchRecordingNetwork(torch.nn.Module):
+    """A 2D "evaluator" whose output at each pixel is a sum over its slice (so slices that
+    leaked into one another would show); it records the batch sizes it was given."""
+
+    dim = 2
+    size_multiple = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.batches.append(x.shape[0])
+        return x[:, :1] - x[:, 1:].mean(dim=(2, 3), keepdim=True)
+
+
+def test_on_the_cpu_a_2d_network_maps_a_volume_one_slice_at_a_time():
+    """One slice per call on the CPU (one batch of every slice made the allocator map and unmap
+    its memory at every call), with the same result as the whole batch, and gradients."""
+    network = _BatchRecordingNetwork()
+    other, reference = torch.rand(2, 1, 5, 6, 7, requires_grad=True), torch.rand(2, 1, 5, 6, 7)
+    error = predict(network, other, reference)
+    assert network.batches == [1] * 10
+    slices = lambda volume: volume.transpose(1, 2).reshape(10, 1, 6, 7)  # noqa: E731
+    whole = network(torch.cat([slices(other), slices(reference)], 1)).reshape(2, 5, 1, 6, 7).transpose(1, 2)
+    assert error.shape == other.shape and torch.allclose(error, whole)
+    error.sum().backward()
+    assert other.grad is not None and torch.equal(other.grad, torch.ones_like(other))
+
+
 def test_3d_error_map_by_tiles_matches_the_grid(untrained_models):
     pair = make_pair(dim=3, spacing_mm=3.0, seed=4)
     result = evaluator(untrained_models, 3).error_map(pair.fixed, pair.moving, tile=32)
