@@ -77,7 +77,8 @@ class IMSERegistrationParameterNode:
     optimisation/network; optimiser, gradient, discrete search or demons; levels; grid spacing in mm,
     0 meaning the fixed volume's own grid; iterations; the demons' steps per level and their
     maximum step in voxels; regularisation weight with 0 meaning the similarity's default;
-    diffeomorphic, affine, the evaluator averaged over flips and its zoom (IMSE choices),
+    diffeomorphic, affine, the evaluator averaged over flips and in-plane rotations (degrees, 0:
+    none) and its zoom (IMSE choices),
     device, model) and outputs (transform, warped volume; new nodes when empty)."""
 
     fixedVolume: vtkMRMLScalarVolumeNode
@@ -99,6 +100,7 @@ class IMSERegistrationParameterNode:
     affine: bool = False
     flipAverage: bool = False
     evaluatorZoom: Annotated[float, WithinRange(0.25, 4.0)] = 1.0
+    evaluatorRotation: Annotated[float, WithinRange(0.0, 90.0)] = 0.0
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
     model: str = ""
     outputTransform: vtkMRMLGridTransformNode
@@ -133,7 +135,7 @@ class IMSERegistrationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWid
         uses_evaluator = bool(parameters and "imse" in SIMILARITIES[parameters.similarity])
         self.ui.referenceComboBox.enabled = uses_evaluator
         self.ui.flipAverageCheckBox.enabled = uses_evaluator
-        self.ui.evaluatorZoomSpinBox.enabled = uses_evaluator
+        self.ui.evaluatorZoomSpinBox.enabled = self.ui.evaluatorRotationSpinBox.enabled = uses_evaluator
         self.ui.regularizationSpinBox.enabled = not gradient_free  # the discrete search and the demons regularise by smoothing
         self.ui.gridSpacingSpinBox.enabled = bool(parameters and SIMILARITIES[parameters.similarity] != "adacs")  # AdaCS registers on its network's grid
         self.ui.iterationsSpinBox.enabled = not (gradient_free and parameters.mode == "optimisation")  # they run a fixed schedule
@@ -219,6 +221,7 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
             if "imse" in similarity:  # the evaluator's options
                 arguments += ["--flip-average"] if parameters.flipAverage else []
                 arguments += ["--evaluator-zoom", str(parameters.evaluatorZoom)] if parameters.evaluatorZoom != 1.0 else []
+                arguments += ["--evaluator-rotation", str(parameters.evaluatorRotation)] if parameters.evaluatorRotation > 0 else []
             if parameters.mode == "network":
                 arguments += ["--model", parameters.model, "--refine-iterations", str(parameters.iterations)]
             for option, mask in (("--fixed-mask", parameters.fixedMask), ("--moving-mask", parameters.movingMask)):

@@ -156,13 +156,9 @@ def build_network(architecture: str, dim: int, in_channels: int = 2, out_channel
     raise ImageError(f"Unknown architecture '{architecture}'; choose one of {list(ARCHITECTURES)}.")
 
 
-class FlipAveraged(nn.Module):
-    """``network`` averaged over the flips of its input's spatial axes: the mean of
-    ``flip(network(flip(x)))`` over every subset of the axes (4 passes in 2D, 8 in 3D; a 2D
-    network given a volume's slices flips them in-plane), so that flipping the input flips the
-    output. Test-time augmentation for an evaluator: its errors are not flip-equivariant, and
-    the mean cancels part of them (README, "Registration benchmark"). Differentiable; it keeps
-    the wrapped network's dimension and size multiple."""
+class _WrappedEvaluator(nn.Module):
+    """A test-time augmentation around an evaluator ``network``: it works in the wrapped
+    network's dimension and needs its size multiple."""
 
     def __init__(self, network: nn.Module) -> None:
         super().__init__()
@@ -176,10 +172,63 @@ class FlipAveraged(nn.Module):
     def size_multiple(self) -> int:
         return size_multiple(self.network)
 
+
+class FlipAveraged(_WrappedEvaluator):
+    """``network`` averaged over the flips of its input's spatial axes: the mean of
+    ``flip(network(flip(x)))`` over every subset of the axes (4 passes in 2D, 8 in 3D; a 2D
+    network given a volume's slices flips them in-plane), so that flipping the input flips the
+    output. Test-time augmentation for an evaluator: its errors are not flip-equivariant, and
+    the mean cancels part of them (README, "Registration benchmark"). Differentiable; it keeps
+    the wrapped network's dimension and size multiple."""
+
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         axes = range(2, inputs.dim())
         flips = [subset for count in range(len(axes) + 1) for subset in itertools.combinations(axes, count)]
         return sum(self.network(inputs.flip(flip)).flip(flip) if flip else self.network(inputs) for flip in flips) / len(flips)
+
+
+class RotationAveraged(_WrappedEvaluator):
+    """``network`` averaged over in-plane rotations of its input: the mean of
+    ``rotate(network(rotate(x, a)), -a)`` for ``a`` in ``0, +degrees, -degrees`` (3 passes), each
+    rotation about the grid's centre in the plane of the last two axes (every slice of a volume
+    along its first axis), in voxel units (a rigid rotation where those voxels are square),
+    bilinear with the border repeated. Test-time augmentation for an evaluator, like
+    :class:`FlipAveraged`, which it may wrap: the evaluator's errors change with the images'
+    orientation, and the mean cancels part of them (README, "Registration"). Differentiable; it
+    keeps the wrapped network's dimension and size multiple."""
+
+    def __init__(self, network: nn.Module, degrees: float) -> None:
+        if not (math.isfinite(degrees) and 0 < degrees <= 90):
+            raise ImageError(f"The evaluator's rotation must be an angle in degrees in (0, 90] (0: no rotation), got {degrees}.")
+        super().__init__(network)
+        self.degrees = float(degrees)
+
+    def extra_repr(self) -> str:
+        return f"degrees={self.degrees}"
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        passes = [self.network(inputs)]
+        for angle in (self.degrees, -self.degrees):
+            passes.append(rotate_in_plane(self.network(rotate_in_plane(inputs, angle)), -angle))
+        return sum(passes) / len(passes)
+
+
+def rotate_in_plane(x: torch.Tensor, degrees: float) -> torch.Tensor:
+    """``x`` (``[N, C, (D,) H, W]``) rotated by ``degrees`` about the centre of its last two
+    axes, in voxel units (at 90 degrees, ``torch.rot90(x, 1, dims=(-2, -1))``), bilinear, the
+    border repeated; the same shape."""
+    height, width = x.shape[-2:]
+    angle = math.radians(degrees)
+    cos, sin = math.cos(angle), math.sin(angle)
+    # affine_grid works in coordinates normalised to [-1, 1] along each axis: scale the rotation
+    # of voxel coordinates by the axes' half-lengths so that it stays rigid in voxels
+    theta = torch.tensor([[cos, -sin * height / width, 0.0], [sin * width / height, cos, 0.0]], dtype=x.dtype, device=x.device)
+    planes = x if x.dim() == 4 else x.transpose(1, 2).reshape(-1, x.shape[1], height, width)
+    grid = F.affine_grid(theta.expand(planes.shape[0], 2, 3), list(planes.shape), align_corners=False)
+    rotated = F.grid_sample(planes, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if x.dim() == 4:
+        return rotated
+    return rotated.reshape(x.shape[0], x.shape[2], x.shape[1], height, width).transpose(1, 2)
 
 
 class Zoomed(nn.Module):

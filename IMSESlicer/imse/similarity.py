@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 from .errors import ImageError
 from .filters import separable_filter
-from .networks import FlipAveraged, Zoomed, evaluator_fits, network_dimension
+from .networks import FlipAveraged, RotationAveraged, Zoomed, evaluator_fits, network_dimension
 
 REDUCTIONS = ("mean", "sum", "none")
 #: The voxel-wise similarities (MSE, MAE, LNCC, MIND, IMSE) also take ``voxel``: their cost at
@@ -733,7 +733,9 @@ class IMSESimilarity(_Similarity):
     ``.to(device)`` moves it. ``reference``: which of fixed/moving is in the evaluator's trained
     modality (channel 1); ``both_orders`` averages the two channel orders; ``flip_average``
     averages the evaluator over the flips of the images' axes
-    (:class:`~imse.networks.FlipAveraged`: 4 times the work in 2D, 8 in 3D); ``zoom`` shows
+    (:class:`~imse.networks.FlipAveraged`: 4 times the work in 2D, 8 in 3D); ``rotation``
+    (degrees, 0: none) averages it over in-plane rotations by 0 and +-``rotation``
+    (:class:`~imse.networks.RotationAveraged`: 3 times the work); ``zoom`` shows
     the evaluator the images zoomed by that factor (:class:`~imse.networks.Zoomed`; 1: as
     they are), e.g. 2 on a 2 mm grid for the shipped 2D evaluator to see 1 mm voxels, with
     ``flip_average`` (zoomed alone, it drove the demons worse than unzoomed)."""
@@ -745,6 +747,7 @@ class IMSESimilarity(_Similarity):
         both_orders: bool = False,
         flip_average: bool = False,
         zoom: float = 1.0,
+        rotation: float = 0.0,
         reduction: str = "mean",
     ) -> None:
         super().__init__(reduction)
@@ -756,8 +759,10 @@ class IMSESimilarity(_Similarity):
         _check_choice(reference, REFERENCES, "reference")
         network = network.eval().requires_grad_(False)
         network = FlipAveraged(network) if flip_average else network
+        network = RotationAveraged(network, rotation) if rotation != 0 else network
         self.network = Zoomed(network, zoom) if zoom != 1 else network
-        self.reference, self.both_orders, self.flip_average, self.zoom = reference, both_orders, flip_average, float(zoom)
+        self.reference, self.both_orders, self.flip_average = reference, both_orders, flip_average
+        self.zoom, self.rotation = float(zoom), float(rotation)
 
     def train(self, mode: bool = True) -> "IMSESimilarity":
         """The evaluator stays in eval mode whatever the mode of the enclosing model."""
@@ -766,7 +771,7 @@ class IMSESimilarity(_Similarity):
         return self
 
     def _options(self) -> dict:
-        options = {"reference": self.reference, "both_orders": self.both_orders, "flip_average": self.flip_average, "zoom": self.zoom}
+        options = {"reference": self.reference, "both_orders": self.both_orders, "flip_average": self.flip_average, "zoom": self.zoom, "rotation": self.rotation}
         return {**options, **super()._options()}
 
     def forward(self, fixed: torch.Tensor, moving: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -11,7 +11,7 @@ from imse.demons import demons_force
 from imse.errors import ImageError
 from imse.evaluator import predict
 from imse.field import index_gradient
-from imse.networks import FlipAveraged, Zoomed, build_network
+from imse.networks import FlipAveraged, RotationAveraged, Zoomed, build_network
 from imse.register import RegistrationSettings, register_pair
 from imse.similarity import RESIDUAL_SIMILARITIES, build_similarity
 
@@ -80,6 +80,10 @@ def test_imse_gives_the_pair_in_its_trained_modality():
     fixed_like, moving_like = zoomed.in_common_modality(fixed, moving)
     assert torch.allclose(fixed_like - moving_like, 2 * predict(Zoomed(FlipAveraged(network), 2.0), moving, fixed), atol=1e-6)
     assert zoomed.zoom == 2.0 and "zoom=2.0" in repr(zoomed)
+    rotated = build_similarity("imse", network=network, reference="fixed", flip_average=True, rotation=45.0, zoom=2.0)
+    fixed_like, moving_like = rotated.in_common_modality(fixed, moving)
+    expected = 2 * predict(Zoomed(RotationAveraged(FlipAveraged(network), 45.0), 2.0), moving, fixed)
+    assert torch.allclose(fixed_like - moving_like, expected, atol=1e-6) and "rotation=45.0" in repr(rotated)
     with pytest.raises(ImageError, match="positive factor"):
         build_similarity("imse", network=network, zoom=0.0)
     mse = build_similarity("mse")

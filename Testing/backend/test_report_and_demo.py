@@ -70,7 +70,7 @@ def test_demo_writes_pairs_that_reload_with_geometry(tmp_path):
         assert (folder / "report.png").exists()
     stages = json.loads((tmp_path / "metrics.json").read_text())["2d"]["stages"]
     assert stages["registered (mind)"]["endpoint_error_mm"]["mean"] < stages["before"]["endpoint_error_mm"]["mean"]
-    assert stages["registered (imse)"]["endpoint_error_mm"]["mean"] < 0.8 * stages["before"]["endpoint_error_mm"]["mean"]  # measured: 3.06 -> 1.61 mm (1.72 with steps of half a voxel, 1.88 before the zoom)
+    assert stages["registered (imse)"]["endpoint_error_mm"]["mean"] < 0.8 * stages["before"]["endpoint_error_mm"]["mean"]  # measured: 3.06 -> 1.47 mm (1.61 without the turns, 1.72 with steps of half a voxel, 1.88 before the zoom)
     assert (tmp_path / "2d" / "transform_mind.h5").exists()
     errors = summary["2d"]["imse_mean_error"]  # the evaluator's maps before and after each registration, in the picture's rows
     assert set(errors) == {"before", "after imse", "after mind"} and errors["after imse"] < errors["before"]

@@ -139,28 +139,30 @@ def test_imse_demons_from_the_logic_and_the_panel(scene):
 
     nodes = load_sample(scene, "IMSE brain pair 2D")
     logic = IMSERegistrationLogic()
-    best = dict(similarity="IMSE", optimizer="demons", gridSpacing=2.0, flipAverage=True, evaluatorZoom=2.0, demonsIterations=30, demonsMaxStep=1.0)
+    best = dict(similarity="IMSE", optimizer="demons", gridSpacing=2.0, flipAverage=True, evaluatorRotation=60.0, evaluatorZoom=2.0, demonsIterations=30, demonsMaxStep=1.0)
     run = logic.registrationRun(_parameters(logic, nodes, **best))
     arguments = run.arguments
     assert arguments[arguments.index("--optimizer") + 1] == "demons" and "--flip-average" in arguments
-    assert arguments[arguments.index("--evaluator-zoom") + 1] == "2.0"
+    assert arguments[arguments.index("--evaluator-zoom") + 1] == "2.0" and arguments[arguments.index("--evaluator-rotation") + 1] == "60.0"
     assert arguments[arguments.index("--demons-iterations") + 1] == "30" and arguments[arguments.index("--demons-max-step") + 1] == "1.0"
     rows = {row["quantity"]: row["value"] for row in run.start().wait().rows}
-    assert str(rows["flip_average"]) == "True" and float(rows["evaluator_zoom"]) == 2.0
+    assert str(rows["flip_average"]) == "True" and float(rows["evaluator_zoom"]) == 2.0 and float(rows["evaluator_rotation_deg"]) == 60.0
     assert int(rows["demons_iterations"]) == 30 and float(rows["demons_max_step_voxels"]) == 1.0
     assert float(rows["imse_mean_error_after"]) < 0.25 * float(rows["imse_mean_error_before"])  # measured: 0.048 -> 0.0011 (0.013 in 20 half-voxel steps)
-    mind = logic.registrationRun(_parameters(logic, nodes, similarity="MIND", optimizer="gradient (Adam)", flipAverage=True, evaluatorZoom=2.0))
-    assert "--flip-average" not in mind.arguments and "--evaluator-zoom" not in mind.arguments and "--demons-max-step" not in mind.arguments
+    mind = logic.registrationRun(_parameters(logic, nodes, similarity="MIND", optimizer="gradient (Adam)", flipAverage=True, evaluatorRotation=45.0, evaluatorZoom=2.0))
+    assert not {"--flip-average", "--evaluator-rotation", "--evaluator-zoom", "--demons-max-step"} & set(mind.arguments)
     with pytest.raises(ValueError, match="residual"):
         logic.registrationRun(_parameters(logic, nodes, similarity="MIND", optimizer="demons"))
 
     widget = _panel_with(nodes)
     ui = widget.ui
     assert not ui.applyButton.enabled and "residual" in ui.applyButton.toolTip  # the logic's last choices: MIND with the demons
-    assert not ui.flipAverageCheckBox.enabled and not ui.evaluatorZoomSpinBox.enabled  # MIND has no evaluator to average or zoom
+    assert not ui.flipAverageCheckBox.enabled and not ui.evaluatorZoomSpinBox.enabled and not ui.evaluatorRotationSpinBox.enabled  # MIND has no evaluator
     ui.similarityComboBox.currentIndex = ui.similarityComboBox.findText("IMSE")
     assert ui.applyButton.enabled and not ui.regularizationSpinBox.enabled and not ui.iterationsSpinBox.enabled
-    assert ui.flipAverageCheckBox.enabled and ui.evaluatorZoomSpinBox.enabled
+    assert ui.flipAverageCheckBox.enabled and ui.evaluatorZoomSpinBox.enabled and ui.evaluatorRotationSpinBox.enabled
+    ui.evaluatorRotationSpinBox.value = 30.0
+    assert widget._parameterNode.evaluatorRotation == 30.0
     assert ui.demonsIterationsSpinBox.enabled and ui.demonsMaxStepSpinBox.enabled
     ui.demonsMaxStepSpinBox.value = 0.75
     assert widget._parameterNode.demonsMaxStep == 0.75  # the box sets the parameter the logic reads
