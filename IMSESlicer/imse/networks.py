@@ -158,7 +158,7 @@ def build_network(architecture: str, dim: int, in_channels: int = 2, out_channel
 
 class _WrappedEvaluator(nn.Module):
     """A test-time augmentation around an evaluator ``network``: it works in the wrapped
-    network's dimension and needs its size multiple."""
+    network's dimension and, unless it pads its input itself, needs its size multiple."""
 
     def __init__(self, network: nn.Module) -> None:
         super().__init__()
@@ -231,7 +231,7 @@ def rotate_in_plane(x: torch.Tensor, degrees: float) -> torch.Tensor:
     return rotated.reshape(x.shape[0], x.shape[2], x.shape[1], height, width).transpose(1, 2)
 
 
-class Zoomed(nn.Module):
+class Zoomed(_WrappedEvaluator):
     """``network`` run on its input zoomed by ``factor`` (linear interpolation along every
     spatial axis of the input it is given; a 2D network given a volume's slices zooms them
     in-plane), its output resampled back to the input's size: the network sees voxels
@@ -243,16 +243,12 @@ class Zoomed(nn.Module):
     itself, so its own is 1."""
 
     def __init__(self, network: nn.Module, factor: float) -> None:
-        super().__init__()
         if not (math.isfinite(factor) and factor > 0):
             raise ImageError(f"The evaluator's zoom must be a positive factor (1: no zoom), got {factor}.")
-        self.network, self.factor = network, float(factor)
+        super().__init__(network)
+        self.factor = float(factor)
 
-    @property
-    def dim(self) -> int | None:
-        return network_dimension(self.network)
-
-    size_multiple = 1
+    size_multiple = 1  # it pads the zoomed input itself
 
     def extra_repr(self) -> str:
         return f"factor={self.factor}"

@@ -17,8 +17,7 @@ the demons (:mod:`imse.demons`, driven by the evaluator's output; in 2D also on 
 there with the evaluator averaged over flips, :class:`imse.networks.FlipAveraged`, and also
 zoomed 2 times on the pairs' own grid, :class:`imse.networks.Zoomed`, with and without in-plane
 rotations of +-60 degrees, :class:`imse.networks.RotationAveraged`; in 3D also with the 2D
-evaluator slice by slice on a 2 mm grid, and flip-averaged and zoomed on the volumes' grid, with
-and without the in-plane rotations), IMSE
+evaluator slice by slice on a 2 mm grid, and flip-averaged and zoomed on the volumes' grid), IMSE
 (network) with the installed 2D model trained with the IMSE loss, and the peers a user would
 pick instead, when installed: elastix (itk-elastix, its default B-spline map with
 AdvancedMattesMutualInformation) and ANTs SyN (antspyx, affine then
@@ -123,17 +122,6 @@ OURS = {
         "evaluator_dim": 2,
         "dims": (3,),
     },
-    "imse_demons_slicewise_zoom_flips_rotations": {
-        "similarity": "imse",
-        "optimizer": "demons",
-        "levels": 1,
-        "flip_average": True,
-        "evaluator_rotation": 60.0,
-        "evaluator_zoom": 2.0,
-        "demons_max_step_voxels": 1.0,
-        "evaluator_dim": 2,
-        "dims": (3,),
-    },
 }
 #: The 2D "_fine" rows register the 2 mm 2D pairs on a 1.5 mm grid, where the 2D evaluator scores
 #: them better (chosen on 21 other pairs: IMSE 2.60 mm at 2 mm, 2.33 at 1.5, 2.31 at 1.25, 2.44
@@ -147,13 +135,14 @@ OURS = {
 #: sees 1 mm voxels, while the demons run on the pairs' 2 mm grid (chosen on the 21 other pairs,
 #: session 13, with flips: evaluator at 1.33 / 1.125 / 1 / 0.8 mm on the 2 mm grid 1.79 / 1.71 /
 #: 1.69 / 1.74 mm, at 1.125 mm on the 1.5 mm grid 1.73; 30 demons steps 1.66, 40 and 60 1.65).
-#: The "_rotations" rows average that evaluator also over in-plane rotations by 0 and +-60 degrees
-#: (chosen on a rebuilt set of those 21 pairs, session 16, where the 2D row without them gave
-#: 1.614 mm: +-5 degrees 1.598, +-10 1.574, +-20 1.561, +-30 1.521, +-45 1.489, +-60 1.465; with
-#: the flips, +-60 shows the evaluator six evenly spaced orientations; half-voxel shifts instead
-#: of turns, the same interpolation, gained nothing: 1.312 / 1.221 mm against 1.299 / 1.226 on
-#: the MR kinds). Flips and quarter turns alone (the transposes)
-#: gained nothing over the flips (sessions 11 and 13): what helps is the new orientations.
+#: The 2D "_rotations" row averages that evaluator also over in-plane rotations by 0 and +-60
+#: degrees (chosen on a rebuilt set of those 21 pairs, session 16, where the row without them
+#: gave 1.614 mm: +-5 degrees 1.598, +-10 1.574, +-20 1.561, +-30 1.521, +-45 1.489, +-60 1.465;
+#: with the flips, +-60 shows the evaluator six evenly spaced orientations; half-voxel shifts
+#: instead of turns, the same interpolation, gained nothing: 1.312 / 1.221 mm against 1.299 /
+#: 1.226 on the MR kinds; the transposes, quarter turns, gained nothing in sessions 11 and 13).
+#: Not in 3D: there the turns gained nothing at 3 times the time (one-off, session 16, the 2D
+#: evaluator slice by slice, flips, zoom 2: 2.26 mm against 2.27, 520 CPU s a volume).
 #: The 3D "_slicewise_fine" row drives the demons with the 2D evaluator slice by slice on a 2 mm
 #: grid, 2/3 of the volumes' 3 mm (one-off runs, session 12, the session-12 2D evaluator: 2.61 mm
 #: on the 3 mm grid, 2.47 on the 2 mm one; the 3D evaluator's demons 2.62, and 2.65 on 2.25 mm).
@@ -179,7 +168,6 @@ METHOD_NAMES = {
     "imse_demons_zoom_flips_rotations": "IMSE (demons, finest level only, on a 2 mm grid, evaluator averaged over flips and rotations of +-60 degrees and zoomed 2 times, 30 steps of up to a voxel)",
     "imse_demons_slicewise_fine": "IMSE (demons, finest level only, on a 2 mm grid, the 2D evaluator slice by slice)",
     "imse_demons_slicewise_zoom_flips": "IMSE (demons, finest level only, the 2D evaluator slice by slice, averaged over flips and zoomed 2 times, steps of up to a voxel)",
-    "imse_demons_slicewise_zoom_flips_rotations": "IMSE (demons, finest level only, the 2D evaluator slice by slice, averaged over flips and in-plane rotations of +-60 degrees and zoomed 2 times, steps of up to a voxel)",
     "imse_network": "IMSE (network, one shot)",
     "elastix": "elastix B-spline (MI)",
     "ants": "ANTs SyN (Mattes MI)",
@@ -231,8 +219,7 @@ def our_method(
     ``flip_average`` the evaluator averaged over flips (and over in-plane rotations by
     +-``evaluator_rotation`` degrees) and shown the images zoomed by ``evaluator_zoom``, and
     ``demons_iterations`` demons steps of at most ``demons_max_step_voxels``. IMSE puts the T1
-    image (the
-    evaluator's trained modality) in the evaluator's reference channel."""
+    image (the evaluator's trained modality) in the evaluator's reference channel."""
 
     def run(pair: Pair) -> tuple[Image, float]:
         reference = "fixed" if pair.fixed_contrast == "t1" else "moving"
