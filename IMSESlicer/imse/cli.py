@@ -78,6 +78,7 @@ def _train_evaluator(args: argparse.Namespace) -> None:
         noise_std=args.noise_std,
         random_noise_std=args.random_noise_std,
         flip_augment=args.flip_augment,
+        rotation_augment_degrees=args.rotation_augment,
         adversarial_fraction=args.adversarial_fraction,
         adversarial_steps=args.adversarial_steps,
         initial_model=args.initial_model,
@@ -530,6 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--noise-std", type=float, default=EvaluatorTrainingConfig.noise_std, help="its standard deviation, in [-1, 1] units (default: %(default)s)")
     train.add_argument("--random-noise-std", action="store_true", help="draw each noisy image's standard deviation uniformly in [0, --noise-std]")
     train.add_argument("--flip-augment", action="store_true", help="flip each training image along each axis with probability 1/2")
+    train.add_argument("--rotation-augment", type=float, default=0.0, metavar="DEG", help="turn each training image about its centre by a random angle in +/- DEG degrees (in 3D about each axis), as register's --evaluator-rotation does at test time (default: 0, none)")
     train.add_argument(
         "--adversarial-fraction",
         type=float,

@@ -235,3 +235,31 @@ def random_flips(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         flip = torch.rand(x.shape[0], generator=generator, device=x.device) < 0.5
         x = torch.where(flip.view(-1, *[1] * (x.dim() - 1)), x.flip(axis), x)
     return x
+
+
+def rotation_margin_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The size ``(H, W)`` or ``(D, H, W)`` of an image that still covers a centred ``shape``
+    after any rotation about its centre (each side at least the crop's diagonal plus two voxels,
+    with the crop's parity so that the crop is centred exactly): what :func:`random_rotations`
+    needs."""
+    diagonal = math.sqrt(sum(n * n for n in shape))
+    return tuple(n + 2 * math.ceil((diagonal - n) / 2 + 1) for n in shape)
+
+
+def random_rotations(x: torch.Tensor, generator: torch.Generator, degrees: float, shape: tuple[int, ...]) -> torch.Tensor:
+    """``x`` ``[N, C, *larger]`` with each sample rotated about its centre by a random angle,
+    uniform in ``+/- degrees`` (in 3D about x, then y, then z, each angle drawn independently),
+    linearly interpolated, and cropped about the centre to ``shape``: a network trained on the
+    result learns the orientations that :class:`imse.networks.RotationAveraged` averages over
+    at test time. ``larger`` is :func:`rotation_margin_shape` of ``shape`` (or larger by an even
+    number of voxels per axis, so that the crop is centred exactly), so that no voxel of the
+    crop comes from outside ``x``."""
+    larger = tuple(x.shape[2:])
+    if len(larger) != len(shape) or any(big < need or (big - need) % 2 for big, need in zip(larger, rotation_margin_shape(shape))):
+        raise ImageError(
+            f"Rotating to a {tuple(shape)} crop needs an input of {rotation_margin_shape(shape)} (or larger by an even number of voxels per axis), got {larger}."
+        )
+    matrix, _ = random_affine_parameters(larger, x.shape[0], generator, x.device, scale=0.0, rotation_degrees=degrees, translation=0.0, dtype=x.dtype)
+    rotated = apply_displacement(x, affine_displacement(matrix, torch.zeros_like(matrix[:, 0]), larger))
+    crop = tuple(slice((big - n) // 2, (big - n) // 2 + n) for big, n in zip(larger, shape))
+    return rotated[(slice(None), slice(None), *crop)]

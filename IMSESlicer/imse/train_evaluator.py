@@ -49,7 +49,7 @@ from .inflation import inflate_evaluator
 from .models import ModelCard, find_model, load_checkpoint, load_model, save_checkpoint, save_model
 from .networks import build_network
 from .remap import RemapAugmentation
-from .spatial_augment import PAPER_ELASTIC_SIGMA, apply_displacement, random_elastic_width, random_flips, random_spatial_transform
+from .spatial_augment import PAPER_ELASTIC_SIGMA, apply_displacement, random_elastic_width, random_flips, random_rotations, random_spatial_transform, rotation_margin_shape
 from .training_run import TrainingRunSettings
 
 RECIPES = ("ours", "paper")
@@ -79,6 +79,7 @@ class EvaluatorTrainingConfig(TrainingRunSettings):
     noise_std: float = RemapAugmentation.noise_std  # its standard deviation ([-1, 1] units), or the top of its range
     random_noise_std: bool = False  # draw each noisy image's standard deviation in [0, noise_std]
     flip_augment: bool = False  # flip each training image along each axis with probability 1/2
+    rotation_augment_degrees: float = 0.0  # turn each training image by a random angle in +/- this (0: none)
     initial_model: str | None = None  # start from this evaluator's weights (name or path)
     validation_pairs: int = 32
 
@@ -97,6 +98,8 @@ class EvaluatorTrainingConfig(TrainingRunSettings):
         self.elastic_sigma_voxels = tuple(float(v) for v in self.elastic_sigma_voxels)
         if len(self.elastic_sigma_voxels) != 2 or not 0 < self.elastic_sigma_voxels[0] <= self.elastic_sigma_voxels[1]:
             raise ImageError(f"elastic_sigma_voxels must be two widths 0 < low <= high (voxels), got {self.elastic_sigma_voxels}.")
+        if not 0.0 <= self.rotation_augment_degrees <= 180.0:
+            raise ImageError(f"rotation_augment_degrees must lie between 0 and 180 (degrees), got {self.rotation_augment_degrees}.")
         if not 0.0 <= self.noise_probability <= 1.0 or self.noise_std < 0:
             raise ImageError("noise_probability must lie between 0 and 1 and noise_std must be at least 0.")
         self.spacing_mm = self.spacing_mm or (2.0 if self.dim == 2 else 3.0)
@@ -306,7 +309,8 @@ def _train(config, device, rank, world, progress, should_stop) -> Path | None:
         if config.remap
         else _no_remap
     )
-    sampler = PatchSampler(training, config.patch_size, generator)
+    rotate = config.rotation_augment_degrees > 0  # patches are then drawn larger, turned and cropped
+    sampler = PatchSampler(training, rotation_margin_shape(config.patch_size) if rotate else config.patch_size, generator)
     attack = RegistrationAttack(network, config.adversarial_steps) if config.adversarial_fraction > 0 else None
     validation_set = _validation_set(validation, config, remap, device)
 
@@ -337,6 +341,8 @@ def _train(config, device, rank, world, progress, should_stop) -> Path | None:
             break  # the time budget ends training normally: the model is written
         adversarial = attack is not None and float(torch.rand((), generator=generator, device=device)) < config.adversarial_fraction
         batch = sampler.sample(config.batch_size)
+        if rotate:
+            batch = random_rotations(batch, generator, config.rotation_augment_degrees, config.patch_size)
         if config.flip_augment:
             batch = random_flips(batch, generator)
         inputs, target = make_training_pair(
@@ -387,6 +393,7 @@ def _train(config, device, rank, world, progress, should_stop) -> Path | None:
             "elastic_sigma_voxels": list(config.elastic_sigma_voxels),
             "noise": {"probability": config.noise_probability, "std": config.noise_std, "random_std": config.random_noise_std},
             "flip_augment": config.flip_augment,
+            "rotation_augment_degrees": config.rotation_augment_degrees,
             "initial_model": config.initial_model,
             "iterations": step,
             "batch_size": config.batch_size * world,

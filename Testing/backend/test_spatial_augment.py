@@ -225,3 +225,54 @@ def test_random_flips_flip_each_sample_and_axis_by_chance(shape):
         assert len(matches) == 1  # each sample is one flip of the image
         seen.add(matches[0])
     assert len(seen) == 2 ** len(shape)  # 64 draws show every combination of axes
+
+
+@pytest.mark.parametrize("shape", [(96, 96), (31, 40), (16, 17, 18)])
+def test_the_rotation_margin_covers_the_crop_at_any_angle_with_its_parity(shape):
+    larger = sa.rotation_margin_shape(shape)
+    half_diagonal = math.sqrt(sum(((n - 1) / 2) ** 2 for n in shape))  # centre to a corner voxel
+    assert all((big - 1) / 2 >= half_diagonal + 1 for big in larger)  # a corner turned onto any axis, a voxel inside
+    assert all((big - n) % 2 == 0 for big, n in zip(larger, shape))
+
+
+def centred_grid(shape: tuple[int, ...]) -> list[torch.Tensor]:
+    """Voxel coordinates about the centre ``(n - 1) / 2``, one tensor per NumPy axis."""
+    return torch.meshgrid(*[torch.arange(n, dtype=torch.float32) - (n - 1) / 2 for n in shape], indexing="ij")
+
+
+@pytest.mark.parametrize("crop", [(24, 30), (12, 14, 16)])
+def test_random_rotations_without_a_turn_crop_the_centre_and_keep_a_centred_ball(crop):
+    larger = sa.rotation_margin_shape(crop)
+    x = torch.rand(3, 2, *larger, generator=seeded(1))
+    unturned = sa.random_rotations(x, seeded(2), 0.0, crop)
+    offsets = [(big - n) // 2 for big, n in zip(larger, crop)]
+    assert torch.allclose(unturned, x[(slice(None), slice(None), *[slice(o, o + n) for o, n in zip(offsets, crop)])], atol=1e-5)
+    # a smooth ball about the centre is the same at every angle: the turn is about the centre
+    radius = torch.sqrt(sum(axis**2 for axis in centred_grid(larger)))
+    ball = torch.sigmoid((6.0 - radius) / 2).expand(8, 1, *larger)
+    turned = sa.random_rotations(ball, seeded(3), 180.0, crop)
+    assert turned.shape == (8, 1, *crop)
+    assert torch.allclose(turned, ball[:1, :, *[slice(o, o + n) for o, n in zip(offsets, crop)]].expand_as(turned), atol=0.02)
+
+
+def test_random_rotations_turn_each_sample_by_a_drawn_angle_within_the_range():
+    crop = (33, 33)
+    larger = sa.rotation_margin_shape(crop)
+    y, x = centred_grid(larger)
+    bar = torch.exp(-(y**2) / 2.0) * (x.abs() < 30)  # along x, through the centre
+    turned = sa.random_rotations(bar.expand(64, 1, *larger), seeded(4), 40.0, crop)[:, 0]
+    yc, xc = centred_grid(crop)
+    # the bar's direction from its second moments, in degrees from x (y pointing down the rows)
+    mxx, myy, mxy = [(turned * a * b).sum(dim=(1, 2)) for a, b in ((xc, xc), (yc, yc), (xc, yc))]
+    angles = torch.rad2deg(0.5 * torch.atan2(2 * mxy, mxx - myy))
+    assert angles.abs().max() <= 41.0  # never beyond the range
+    assert angles.max() > 30.0 and angles.min() < -30.0  # and the range is used, both ways
+    assert angles.std() > 15.0  # spread, not two values (uniform in +-40: 23)
+
+
+def test_random_rotations_refuse_an_input_too_small_for_the_crop():
+    crop = (20, 20)
+    with pytest.raises(ImageError, match=r"needs an input of \(32, 32\)"):
+        sa.random_rotations(torch.zeros(1, 1, 24, 24), seeded(0), 10.0, crop)
+    with pytest.raises(ImageError, match="even number"):
+        sa.random_rotations(torch.zeros(1, 1, 33, 33), seeded(0), 10.0, crop)

@@ -154,20 +154,21 @@ def test_fine_tuning_starts_from_the_initial_model_and_records_the_adversarial_s
     assert training["initial_model"] == str(first) and training["adversarial_fraction"] == 1.0 and training["adversarial_steps"] == 2
 
 
-def test_the_noise_elastic_width_and_flip_options_change_the_pairs_and_are_recorded(tmp_path):
+def test_the_noise_elastic_width_flip_and_rotation_options_change_the_pairs_and_are_recorded(tmp_path):
     """From the command line: the pairs differ from the default recipe's (the validation loss at
     step 0 changes), and the card records the settings."""
     from imse.cli import main
 
     common = ["train-evaluator", "--dim", "2", "--patch-size", "32", "32", "--batch-size", "2", "--iterations", "2", "--validation-every", "1", "--device", "cpu"]
     assert main([*common, "--out", str(tmp_path / "plain"), "--name", "plain"]) == 0
-    options = ["--noise-probability", "0.6", "--noise-std", "0.1", "--random-noise-std", "--elastic-sigma", "5", "12", "--flip-augment"]
+    options = ["--noise-probability", "0.6", "--noise-std", "0.1", "--random-noise-std", "--elastic-sigma", "5", "12", "--flip-augment", "--rotation-augment", "45"]
     assert main([*common, "--out", str(tmp_path / "varied"), "--name", "varied", *options]) == 0
     plain = json.loads((tmp_path / "plain" / "plain.json").read_text())["training"]
     varied = json.loads((tmp_path / "varied" / "varied.json").read_text())["training"]
     assert plain["elastic_sigma_voxels"] == [12.0, 12.0] and plain["noise"] == {"probability": 0.2, "std": 0.05, "random_std": False}
     assert varied["elastic_sigma_voxels"] == [5.0, 12.0] and varied["noise"] == {"probability": 0.6, "std": 0.1, "random_std": True}
     assert varied["flip_augment"] and not plain["flip_augment"]
+    assert varied["rotation_augment_degrees"] == 45.0 and plain["rotation_augment_degrees"] == 0.0
     assert varied["history"][0]["validation_l1"] != plain["history"][0]["validation_l1"]
 
 
@@ -184,6 +185,27 @@ def test_a_2d_evaluator_starts_a_3d_training_inflated_and_the_reverse_is_refused
         train_evaluator(EvaluatorTrainingConfig(out=tmp_path / "bad", initial_model=str(inflated), iterations=1, **TINY))
 
 
+def test_a_3d_training_turns_its_patches_and_crops_them_to_the_patch_size(tmp_path, monkeypatch):
+    """The larger patches drawn for the turns reach the pair maker cropped back to the configured
+    size, in 3D too."""
+    import imse.train_evaluator as module
+
+    shapes = []
+
+    def recording(batch, *args, **kwargs):
+        shapes.append(tuple(batch.shape))
+        return make_pair(batch, *args, **kwargs)
+
+    make_pair = module.make_training_pair
+    monkeypatch.setattr(module, "make_training_pair", recording)
+    three = dict(TINY, dim=3, patch_size=(16, 16, 16), batch_size=1, validation_pairs=1)
+    weights = train_evaluator(EvaluatorTrainingConfig(out=tmp_path, name="turned", iterations=2, rotation_augment_degrees=30.0, **three))
+    assert shapes[-2:] == [(1, 1, 16, 16, 16)] * 2  # the two training steps (the validation pairs come first)
+    card = json.loads(weights.with_suffix(".json").read_text())
+    assert card["patch_size"] == [16, 16, 16] and card["training"]["rotation_augment_degrees"] == 30.0
+    assert card["training"]["iterations"] == 2
+
+
 def test_bad_training_settings_are_refused(tmp_path):
     with pytest.raises(ImageError, match="recipe"):
         EvaluatorTrainingConfig(out=tmp_path, recipe="magic")
@@ -195,6 +217,8 @@ def test_bad_training_settings_are_refused(tmp_path):
         EvaluatorTrainingConfig(out=tmp_path, elastic_sigma_voxels=(12.0, 5.0))
     with pytest.raises(ImageError, match="noise_probability"):
         EvaluatorTrainingConfig(out=tmp_path, noise_probability=2.0)
+    with pytest.raises(ImageError, match="rotation_augment_degrees must lie between 0 and 180"):
+        EvaluatorTrainingConfig(out=tmp_path, rotation_augment_degrees=-5.0)
 
 
 def test_two_process_distributed_training_on_cpu(tmp_path):
