@@ -140,7 +140,8 @@ OURS = {
 #: gave 1.614 mm: +-5 degrees 1.598, +-10 1.574, +-20 1.561, +-30 1.521, +-45 1.489, +-60 1.465;
 #: with the flips, +-60 shows the evaluator six evenly spaced orientations; half-voxel shifts
 #: instead of turns, the same interpolation, gained nothing: 1.312 / 1.221 mm against 1.299 /
-#: 1.226 on the MR kinds; the transposes, quarter turns, gained nothing in sessions 11 and 13).
+#: 1.226 on the MR kinds; the transposes, quarter turns, gained nothing in sessions 11 and 13;
+#: session 17, through the option itself: +-60 1.465 again, +-75 1.492, +-90 1.521).
 #: Not in 3D: there the turns gained nothing at 3 times the time (one-off, session 16, the 2D
 #: evaluator slice by slice, flips, zoom 2: 2.26 mm against 2.27, 520 CPU s a volume).
 #: The 3D "_slicewise_fine" row drives the demons with the 2D evaluator slice by slice on a 2 mm
