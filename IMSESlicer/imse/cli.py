@@ -24,6 +24,7 @@ from . import metrics
 from .device import resolve_device
 from .errors import ImageError
 from .networks import ARCHITECTURES
+from .presets import PRESETS
 from .register import OPTIMIZERS, RegistrationSettings
 from .regularization import REGULARIZERS
 from .similarity import RESIDUAL_SIMILARITIES, SIMILARITIES, VOXEL_SIMILARITIES, similarity_terms
@@ -245,6 +246,8 @@ def _register(args: argparse.Namespace) -> None:
     fixed, moving = read_image(args.fixed), read_image(args.moving)
     fixed_mask, moving_mask = _registration_mask(args.fixed_mask, fixed), _registration_mask(args.moving_mask, moving)
     network = load_registration_network(args.model, resolve_device(args.device)) if args.model and is_registration_model(args.model) else None
+    if network is not None and args.preset:
+        raise ImageError(f"--preset sets a per-pair optimisation; '{args.model}' is a registration network: leave out one of them.")
     if network is None and args.refine_iterations:
         raise ImageError("--refine-iterations refines a registration network's result: give --model with a registration model.")
     similarity = args.similarity or (network.card.training.get("similarity", "mind") if network else "mind")
@@ -280,6 +283,7 @@ def _register(args: argparse.Namespace) -> None:
     optimised = network is None or bool(args.refine_iterations)  # a per-pair optimisation ran
     demons = optimised and settings.optimizer == "demons"
     summary = {
+        **({"preset": args.preset} if args.preset else {}),
         "mode": "optimisation" if network is None else f"network {network.card.name}" + (f" + {args.refine_iterations} refinement iterations" if args.refine_iterations else ""),
         "similarity": similarity,
         "optimizer": settings.optimizer if optimised else None,
@@ -483,7 +487,9 @@ def _add_evaluator_options(parser: argparse.ArgumentParser, model_help: str = "e
     parser.add_argument("--tile", type=int, default=128, help="tile size in voxels for large volumes (default: %(default)s)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(register_defaults: dict | None = None) -> argparse.ArgumentParser:
+    """The ``imse`` command line; ``register_defaults`` replaces the defaults of ``register``'s
+    options (a preset's, :mod:`imse.presets`), which options given on the command line override."""
     parser = argparse.ArgumentParser(
         prog="imse",
         description="IMSE spatial-error evaluation and multi-modal registration (the IMSESlicer backend).",
@@ -664,7 +670,13 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--moving-mask", help="mask on the moving grid, or 'auto': the moving image's foreground")
     register.add_argument("--refine-iterations", type=int, default=0, help="with a registration network: optimisation steps after it (default: %(default)s)")
     _add_evaluator_options(register, "a registration network's name or path (one-shot registration), or an evaluator's (error maps, imse similarity)")
-    register.set_defaults(handler=_register)
+    register.add_argument(
+        "--preset",
+        choices=PRESETS,
+        help="start from the best measured settings of a similarity; options given here override them: "
+        + "; ".join(f"{name}: {preset.measured}" for name, preset in PRESETS.items()),
+    )
+    register.set_defaults(handler=_register, **(register_defaults or {}))
 
     adacs = commands.add_parser("adacs", help="AdaCS registration with correspondence scoring (cardiac frames)")
     adacs_commands = adacs.add_subparsers(dest="adacs_command", required=True, metavar="ACTION")
@@ -736,6 +748,9 @@ def _exit_on_terminate(signal_number, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "preset", None):  # parse again, the preset's options as the defaults
+        parser = build_parser(PRESETS[args.preset].options)
+        args = parser.parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _exit_on_terminate)
     try:
         args.handler(args)

@@ -1,0 +1,86 @@
+"""Registration presets: complete, valid ``imse register`` settings that the command line
+applies (options given on it still win) and that the panel offers per similarity."""
+
+import json
+
+import pytest
+
+from imse.cli import build_parser, main
+from imse.data import make_pair
+from imse.image import read_image, write_image
+from imse.models import find_model
+from imse.presets import PRESET_OPTIONS, PRESETS, recommended_preset
+from imse.register import RegistrationSettings
+
+from conftest import brain_endpoint_error, unregistered_endpoint_error
+
+
+def register_arguments(*extra: str) -> list[str]:
+    return ["register", "fixed.nrrd", "moving.nrrd", "--out", "out", *extra]
+
+
+def test_a_preset_names_every_option_and_otherwise_keeps_the_command_lines_defaults():
+    defaults = vars(build_parser().parse_args(register_arguments()))
+    for preset in PRESETS.values():
+        assert set(preset.options) == set(PRESET_OPTIONS), preset.name
+        assert all(name in defaults for name in preset.options), preset.name
+    plain = PRESETS["mi"].options  # MI with the engine's Adam: nothing but the similarity changes
+    assert plain["levels"] == RegistrationSettings.levels and defaults["levels"] is None  # the command line's None means 3
+    assert {name: plain[name] for name in PRESET_OPTIONS if name not in ("similarity", "levels")} == {
+        name: defaults[name] for name in PRESET_OPTIONS if name not in ("similarity", "levels")
+    }
+
+
+def test_the_command_line_starts_from_the_preset_and_explicit_options_win():
+    parsed = build_parser().parse_args(register_arguments("--preset", "imse-2d"))
+    assert parsed.preset == "imse-2d" and parsed.optimizer == "adam"  # main() parses again with the preset's defaults
+    preset = PRESETS["imse-2d"].options
+    parsed = build_parser(preset).parse_args(register_arguments("--preset", "imse-2d", "--demons-iterations", "5"))
+    assert parsed.demons_iterations == 5
+    assert (parsed.similarity, parsed.optimizer, parsed.flip_average, parsed.evaluator_rotation, parsed.evaluator_zoom) == ("imse", "demons", True, 60.0, 2.0)
+    assert parsed.demons_max_step == preset["demons_max_step"] == 1.0
+
+
+def test_the_recommended_preset_follows_the_similarity_and_the_dimension():
+    assert recommended_preset("imse", 2).name == "imse-2d"
+    assert recommended_preset("imse", 3).name == "imse-3d"
+    assert recommended_preset("mind", 3).name == "mind-search" and recommended_preset("mi", 2).name == "mi"
+    assert recommended_preset("ncc", 2) is None and recommended_preset("mind+imse", 2) is None
+
+
+def test_the_3d_preset_names_an_installed_2d_evaluator():
+    """IMSE's best 3D row maps volumes slice by slice with the shipped 2D evaluator."""
+    assert find_model(PRESETS["imse-3d"].options["model"], task="evaluator", dim=2).exists()
+
+
+def test_a_registration_with_the_imse_preset_records_it_and_improves_the_pair(tmp_path):
+    pair = make_pair(dim=2, moving_contrast="t2", max_displacement_mm=5.0, seed=7)
+    fixed, moving = write_image(pair.fixed, tmp_path / "fixed.nrrd"), write_image(pair.moving, tmp_path / "moving.nrrd")
+    out = tmp_path / "result"
+    arguments = ["register", str(fixed), str(moving), "--out", str(out), "--preset", "imse-2d", "--demons-iterations", "6", "--device", "cpu"]
+    assert main(arguments) == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["preset"] == "imse-2d" and summary["similarity"] == "imse" and summary["optimizer"] == "demons"
+    assert (summary["flip_average"], summary["evaluator_rotation_deg"], summary["evaluator_zoom"]) == (True, 60.0, 2.0)
+    assert (summary["demons_iterations"], summary["demons_max_step_voxels"]) == (6, 1.0)
+    assert brain_endpoint_error(read_image(out / "displacement_mm.nii.gz"), pair) < 0.9 * unregistered_endpoint_error(pair)
+
+
+def test_the_search_preset_masks_the_fixed_foreground(tmp_path):
+    pair = make_pair(dim=2, moving_contrast="ct", max_displacement_mm=5.0, seed=7)
+    fixed, moving = write_image(pair.fixed, tmp_path / "fixed.nrrd"), write_image(pair.moving, tmp_path / "moving.nrrd")
+    out = tmp_path / "result"
+    assert main(["register", str(fixed), str(moving), "--out", str(out), "--preset", "mind-search", "--device", "cpu"]) == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    assert (summary["similarity"], summary["optimizer"], summary["fixed_mask"]) == ("mind", "discrete", "auto")
+    assert (out / "fixed_mask_auto.nii.gz").exists()
+    assert brain_endpoint_error(read_image(out / "displacement_mm.nii.gz"), pair) < 0.8 * unregistered_endpoint_error(pair)
+
+
+def test_a_preset_with_a_registration_network_is_refused(tmp_path, capsys):
+    pair = make_pair(dim=2, seed=9)
+    fixed, moving = write_image(pair.fixed, tmp_path / "fixed.nrrd"), write_image(pair.moving, tmp_path / "moving.nrrd")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["register", str(fixed), str(moving), "--out", str(tmp_path / "out"), "--preset", "mi", "--model", "mni-t1-regnet-mind-2d", "--device", "cpu"])
+    assert exit_info.value.code == 2 and not (tmp_path / "out").exists()
+    assert "--preset sets a per-pair optimisation" in capsys.readouterr().err
