@@ -25,6 +25,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from imse.presets import Preset, recommended_preset
 from IMSESlicerLib import panel
 
 #: What the panel offers -> the backend's similarity name (AdaCS runs `imse adacs register`).
@@ -53,6 +54,11 @@ def optimizer_refusal(parameters) -> str | None:
     return None if parameters.similarity in usable else reason
 
 
+def volume_dimension(volume) -> int:
+    """2 for a single-slice volume (registered in 2D), else 3."""
+    return 2 if min(volume.GetImageData().GetDimensions()) == 1 else 3
+
+
 class IMSERegistration(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
@@ -78,8 +84,8 @@ class IMSERegistrationParameterNode:
     0 meaning the fixed volume's own grid; iterations; the demons' steps per level and their
     maximum step in voxels; regularisation weight with 0 meaning the similarity's default;
     diffeomorphic, affine, the evaluator averaged over flips and in-plane rotations (degrees, 0:
-    none) and its zoom (IMSE choices),
-    device, model) and outputs (transform, warped volume; new nodes when empty)."""
+    none), its zoom and the evaluator itself (IMSE choices; empty: the installed one of the
+    volumes' dimension), device, model: the registration network of network mode) and outputs (transform, warped volume; new nodes when empty)."""
 
     fixedVolume: vtkMRMLScalarVolumeNode
     movingVolume: vtkMRMLScalarVolumeNode
@@ -101,6 +107,7 @@ class IMSERegistrationParameterNode:
     flipAverage: bool = False
     evaluatorZoom: Annotated[float, WithinRange(0.25, 4.0)] = 1.0
     evaluatorRotation: Annotated[float, WithinRange(0.0, 90.0)] = 0.0
+    evaluator: str = ""
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
     model: str = ""
     outputTransform: vtkMRMLGridTransformNode
@@ -117,11 +124,24 @@ class IMSERegistrationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWid
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
         self.setupPanel("IMSERegistration", IMSERegistrationLogic())
+        self.ui.evaluatorComboBox.currentIndexChanged.connect(self.onEvaluatorChanged)
+        self.ui.recommendedButton.clicked.connect(self.onRecommendedButton)
         self.initializeParameterNode()
 
     def enter(self) -> None:
         self.initializeParameterNode()
         panel.fill_model_combo(self.ui.modelComboBox, "registration", self._parameterNode.model)
+        panel.fill_model_combo(self.ui.evaluatorComboBox, "evaluator", self._parameterNode.evaluator)
+
+    def onEvaluatorChanged(self, index) -> None:
+        if self._parameterNode:
+            self._parameterNode.evaluator = self.ui.evaluatorComboBox.itemData(index) or ""
+
+    def onRecommendedButton(self) -> None:
+        preset = self.logic.recommendedPreset(self._parameterNode)
+        if preset is not None:
+            self.logic.applyPreset(self._parameterNode, preset)
+            self.ui.statusLabel.text = _("Recommended settings ({name}): {measured}.").format(name=preset.name, measured=preset.measured)
 
     def _onParameterNodeModified(self, caller=None, event=None) -> None:
         parameters = self._parameterNode
@@ -136,6 +156,17 @@ class IMSERegistrationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWid
         self.ui.referenceComboBox.enabled = uses_evaluator
         self.ui.flipAverageCheckBox.enabled = uses_evaluator
         self.ui.evaluatorZoomSpinBox.enabled = self.ui.evaluatorRotationSpinBox.enabled = uses_evaluator
+        self.ui.evaluatorComboBox.enabled = bool(parameters and parameters.mode == "optimisation")  # in network mode --model names the network
+        shown = self.ui.evaluatorComboBox.findData(parameters.evaluator) if parameters else -1
+        if shown >= 0 and shown != self.ui.evaluatorComboBox.currentIndex:  # e.g. set by a preset
+            self.ui.evaluatorComboBox.currentIndex = shown
+        preset = self.logic.recommendedPreset(parameters) if parameters else None
+        self.ui.recommendedButton.enabled = preset is not None and not self.controller.running
+        self.ui.recommendedButton.toolTip = (
+            _("Set the options to {name}: {measured}.").format(name=preset.name, measured=preset.measured)
+            if preset
+            else _("No recommended settings for this similarity: choose MIND, IMSE or MI.")
+        )
         self.ui.regularizationSpinBox.enabled = not gradient_free  # the discrete search and the demons regularise by smoothing
         self.ui.gridSpacingSpinBox.enabled = bool(parameters and SIMILARITIES[parameters.similarity] != "adacs")  # AdaCS registers on its network's grid
         self.ui.iterationsSpinBox.enabled = not (gradient_free and parameters.mode == "optimisation")  # they run a fixed schedule
@@ -178,6 +209,34 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
 
     def getParameterNode(self):
         return IMSERegistrationParameterNode(super().getParameterNode())
+
+    def recommendedPreset(self, parameters) -> Preset | None:
+        """The best measured settings (:mod:`imse.presets`) for ``parameters.similarity`` on
+        volumes like the fixed one (a single slice: 2D; none chosen yet: 3D), or ``None``."""
+        dimension = volume_dimension(parameters.fixedVolume) if parameters.fixedVolume else 3
+        return recommended_preset(SIMILARITIES[parameters.similarity], dimension)
+
+    def applyPreset(self, parameters, preset: Preset) -> None:
+        """Set every option that ``preset`` covers (``imse register --preset``) in
+        ``parameters``, in optimisation mode; volumes, masks, reference, device and outputs stay."""
+        options = preset.options
+        labels = {**{name: label for label, name in SIMILARITIES.items()}, **{name: label for label, name in OPTIMIZERS.items()}}
+        parameters.mode = "optimisation"
+        parameters.similarity = labels[options["similarity"]]
+        parameters.optimizer = labels[options["optimizer"]]
+        parameters.levels = options["levels"]
+        parameters.gridSpacing = options["grid_spacing"] or 0.0
+        parameters.iterations = options["iterations"]
+        parameters.regularizationWeight = options["regularization_weight"] or 0.0
+        parameters.diffeomorphic = options["diffeomorphic"]
+        parameters.affine = options["affine"]
+        parameters.demonsIterations = options["demons_iterations"]
+        parameters.demonsMaxStep = options["demons_max_step"]
+        parameters.flipAverage = options["flip_average"]
+        parameters.evaluatorZoom = options["evaluator_zoom"]
+        parameters.evaluatorRotation = options["evaluator_rotation"]
+        parameters.evaluator = options["model"] or ""
+        parameters.autoFixedMask = options["fixed_mask"] == "auto"
 
     def registrationRun(self, parameters):
         """A not-yet-started :class:`IMSESlicerLib.runs.CommandRun` registering
@@ -224,6 +283,8 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
                 arguments += ["--evaluator-rotation", str(parameters.evaluatorRotation)] if parameters.evaluatorRotation > 0 else []
             if parameters.mode == "network":
                 arguments += ["--model", parameters.model, "--refine-iterations", str(parameters.iterations)]
+            elif parameters.evaluator:  # the imse similarity's and the error maps' evaluator
+                arguments += ["--model", parameters.evaluator]
             for option, mask in (("--fixed-mask", parameters.fixedMask), ("--moving-mask", parameters.movingMask)):
                 if mask is not None:
                     maskImage = image_from_volume(mask)

@@ -173,6 +173,45 @@ def test_imse_demons_from_the_logic_and_the_panel(scene):
     assert not ui.applyButton.enabled
 
 
+def test_recommended_settings_fill_the_panel_as_the_command_lines_presets_do(scene):
+    """The button sets every option to the preset of the chosen similarity (IMSE: of 2D or 3D
+    volumes, by the fixed volume), the boxes show it, and the logic hands the backend exactly
+    the preset's options; without a preset (NCC) the button is off."""
+    from imse.cli import build_parser
+    from imse.presets import PRESET_OPTIONS, PRESETS
+    from IMSESlicerLib.sample_data import load_sample
+
+    def backend_options(widget) -> dict:
+        parsed = vars(build_parser().parse_args(widget.logic.registrationRun(widget._parameterNode).arguments))
+        return {name: parsed[name] for name in PRESET_OPTIONS}
+
+    pair2d, pair3d = load_sample(scene, "IMSE brain pair 2D"), load_sample(scene, "IMSE brain pair 3D")
+    widget = _panel_with(pair2d)
+    ui = widget.ui
+    ui.similarityComboBox.currentIndex = ui.similarityComboBox.findText("NCC")
+    assert not ui.recommendedButton.enabled
+    ui.similarityComboBox.currentIndex = ui.similarityComboBox.findText("IMSE")
+    assert ui.recommendedButton.enabled and "imse-2d" in ui.recommendedButton.toolTip  # the 2D pair is one slice
+    ui.recommendedButton.click()
+    assert ui.optimizerComboBox.currentText == "demons" and ui.levelsSpinBox.value == 1
+    assert ui.flipAverageCheckBox.checked and ui.evaluatorZoomSpinBox.value == 2.0 and ui.evaluatorRotationSpinBox.value == 60.0
+    assert ui.demonsIterationsSpinBox.value == 30 and ui.demonsMaxStepSpinBox.value == 1.0 and "imse-2d" in ui.statusLabel.text
+    assert backend_options(widget) == PRESETS["imse-2d"].options
+
+    ui.fixedVolumeSelector.setCurrentNode(pair3d["fixed"])
+    ui.movingVolumeSelector.setCurrentNode(pair3d["moving"])
+    assert "imse-3d" in ui.recommendedButton.toolTip
+    ui.recommendedButton.click()
+    assert ui.evaluatorComboBox.itemData(ui.evaluatorComboBox.currentIndex) == "mni-t1-light-2d" and ui.evaluatorRotationSpinBox.value == 0.0  # slice by slice, no turns
+    assert backend_options(widget) == PRESETS["imse-3d"].options
+
+    ui.similarityComboBox.currentIndex = ui.similarityComboBox.findText("MIND")
+    ui.recommendedButton.click()
+    assert ui.optimizerComboBox.currentText == "discrete search" and ui.autoFixedMaskCheckBox.checked
+    assert ui.evaluatorComboBox.itemData(ui.evaluatorComboBox.currentIndex) == "" and not ui.flipAverageCheckBox.checked  # back to the defaults
+    assert backend_options(widget) == PRESETS["mind-search"].options
+
+
 def test_panel_registers_and_cancel_leaves_nothing(scene, screenshots):
     from IMSESlicerLib.sample_data import load_sample
 
