@@ -268,6 +268,7 @@ def _register(args: argparse.Namespace) -> None:
         optimizer=args.optimizer,
         demons_iterations=args.demons_iterations,
         demons_max_step_voxels=args.demons_max_step,
+        equalize_tissue=args.equalize_tissue,
         device=args.device,
     )
     if network is not None:  # --model named the network: error maps (and an imse refinement) use the default evaluator
@@ -293,6 +294,7 @@ def _register(args: argparse.Namespace) -> None:
         "evaluator_rotation_deg": settings.similarity_options.get("rotation") if optimised else None,
         "demons_iterations": settings.demons_iterations if demons else None,
         "demons_max_step_voxels": settings.demons_max_step_voxels if demons else None,
+        "equalize_tissue": settings.equalize_tissue,
         "fixed_mask": args.fixed_mask,
         "moving_mask": args.moving_mask,
         "seconds": round(result.seconds, 2),
@@ -661,6 +663,11 @@ def build_parser(register_defaults: dict | None = None) -> argparse.ArgumentPars
             "imse: also average the evaluator over in-plane rotations of the images by +-DEG degrees (3 times the work); "
             "with --flip-average and --evaluator-zoom 2, 60 registered 2D pairs best (default: %(default)s, no rotation)"
         ),
+    )
+    register.add_argument(
+        "--equalize-tissue",
+        action="store_true",
+        help="an image whose background lies far below its tissue (a CT) is compared with its tissue histogram-equalised instead of windowed (imse: CT-like 2D pairs registered better)",
     )
     register.add_argument("--regularization", choices=REGULARIZERS, default="diffusion", help="(default: %(default)s)")
     register.add_argument("--regularization-weight", type=float, help="(default: a weight suited to the similarity)")

@@ -245,29 +245,64 @@ FOREGROUND_LOW_PERCENTILE = 5.0
 FOREGROUND_LOW_MARGIN = 0.25
 
 
-def foreground_window(image: Image, percentiles: tuple[float, float] = (0.5, 99.5)) -> tuple[float, float]:
-    """An intensity window that keeps the tissue's contrast when the background lies far below it.
-
-    Most images get :func:`intensity_window` (``percentiles`` of all voxels). An image whose
-    background is far from its tissue (:data:`FAR_BACKGROUND_RATIO`; a CT, with air at -1000 HU
-    and brain at 0-80 HU) would then have its tissue squeezed into a few percent of the range,
-    for instance into one bin of a mutual-information histogram. Such an image is windowed on its
-    foreground (the voxels above the Otsu threshold): from its
-    :data:`FOREGROUND_LOW_PERCENTILE` th percentile, less :data:`FOREGROUND_LOW_MARGIN` of the
-    window, to its ``percentiles[1]`` th percentile; the background then clips to the low end.
-    """
-    low, high = intensity_window(image, percentiles=percentiles)
+def far_background_threshold(image: Image, percentiles: tuple[float, float] = (0.5, 99.5)) -> float | None:
+    """Otsu's threshold between background and tissue when the background lies far below the
+    tissue (:data:`FAR_BACKGROUND_RATIO`; a CT, with air at -1000 HU and brain at 0-80 HU), else
+    ``None`` (MR images, whose background is near their darkest tissue)."""
+    low, _ = intensity_window(image, percentiles=percentiles)
     otsu = sitk.OtsuThresholdImageFilter()
     otsu.SetInsideValue(0)
     otsu.SetOutsideValue(1)
     otsu.Execute(to_sitk(image.with_array(image.array.astype(np.float32))))
-    foreground = image.array[image.array > otsu.GetThreshold()]
+    threshold = otsu.GetThreshold()
+    foreground = image.array[image.array > threshold]
     if foreground.size == 0:
-        return low, high
-    tissue_low, median, tissue_high = np.percentile(foreground, (FOREGROUND_LOW_PERCENTILE, 50.0, percentiles[1]))
+        return None
+    median, tissue_high = np.percentile(foreground, (50.0, percentiles[1]))
     if not tissue_high > median or (median - low) < FAR_BACKGROUND_RATIO * (tissue_high - median):
-        return low, high
+        return None
+    return float(threshold)
+
+
+def foreground_window(image: Image, percentiles: tuple[float, float] = (0.5, 99.5)) -> tuple[float, float]:
+    """An intensity window that keeps the tissue's contrast when the background lies far below it.
+
+    Most images get :func:`intensity_window` (``percentiles`` of all voxels). An image whose
+    background is far from its tissue (:func:`far_background_threshold`) would then have its
+    tissue squeezed into a few percent of the range, for instance into one bin of a
+    mutual-information histogram. Such an image is windowed on its foreground (the voxels above
+    the Otsu threshold): from its :data:`FOREGROUND_LOW_PERCENTILE` th percentile, less
+    :data:`FOREGROUND_LOW_MARGIN` of the window, to its ``percentiles[1]`` th percentile; the
+    background then clips to the low end.
+    """
+    threshold = far_background_threshold(image, percentiles)
+    if threshold is None:
+        return intensity_window(image, percentiles=percentiles)
+    tissue_low, tissue_high = np.percentile(image.array[image.array > threshold], (FOREGROUND_LOW_PERCENTILE, percentiles[1]))
     return float(tissue_low - FOREGROUND_LOW_MARGIN * (tissue_high - tissue_low)), float(tissue_high)
+
+
+#: :func:`equalize_tissue` maps the tissue's darkest voxel here, a step above the background's -1.
+EQUALIZED_TISSUE_LOW = -0.6
+
+
+def equalize_tissue(image: Image) -> Image | None:
+    """An image whose background lies far below its tissue (:func:`far_background_threshold`,
+    a CT) with its tissue histogram-equalised, in [-1, 1]: each voxel above the threshold takes
+    its rank among them, mapped linearly onto [:data:`EQUALIZED_TISSUE_LOW`, 1] (ties keep their
+    order in the array), and the background is -1. ``None`` for other images. A monotone map:
+    each tissue class then spans a range in proportion to its volume, whatever its contrast."""
+    threshold = far_background_threshold(image)
+    if threshold is None:
+        return None
+    values = image.array
+    tissue = values > threshold
+    order = np.argsort(values[tissue], kind="stable")
+    ranks = np.empty(order.size, dtype=np.float64)
+    ranks[order] = np.arange(order.size)
+    equalized = np.full(values.shape, -1.0, dtype=np.float32)
+    equalized[tissue] = EQUALIZED_TISSUE_LOW + (1.0 - EQUALIZED_TISSUE_LOW) * ranks / max(order.size - 1, 1)
+    return image.with_array(equalized)
 
 
 def normalize_intensity(
@@ -284,10 +319,12 @@ def normalize_intensity(
     return image.with_array(np.clip(scaled, -1.0, 1.0).astype(np.float32))
 
 
-def normalize_for_registration(image: Image) -> Image:
+def normalize_for_registration(image: Image, equalize: bool = False) -> Image:
     """Intensities as the registration engine compares them: [-1, 1] over the image's
-    :func:`foreground_window` (percentiles, or the tissue's window for a CT-like image)."""
-    return normalize_intensity(image, window=foreground_window(image))
+    :func:`foreground_window` (percentiles, or the tissue's window for a CT-like image); with
+    ``equalize``, a CT-like image's tissue histogram-equalised instead (:func:`equalize_tissue`)."""
+    equalized = equalize_tissue(image) if equalize else None
+    return equalized if equalized is not None else normalize_intensity(image, window=foreground_window(image))
 
 
 def to_tensor(image: Image, device: "str | None" = None, dtype=None):

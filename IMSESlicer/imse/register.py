@@ -102,6 +102,10 @@ class RegistrationSettings:
             gained nothing, and on mono-modal pairs it helped or hurt by the pair.
         patience, tolerance: a level stops early when its last ``patience`` iterations gained
             less than ``tolerance`` of the loss decrease the level has achieved so far.
+        equalize_tissue: an image whose background lies far below its tissue (a CT) is
+            compared with its tissue histogram-equalised (:func:`imse.image.equalize_tissue`)
+            instead of windowed on it. On the 2D benchmark's CT-like pairs it took IMSE's best
+            settings from 2.64 to 2.19 mm and MI from 2.22 to 2.09 (README, "Registration").
         device: ``auto``, ``cuda`` or ``cpu``.
     """
 
@@ -126,6 +130,7 @@ class RegistrationSettings:
     demons_max_step_voxels: float = 0.5
     patience: int = 20
     tolerance: float = 0.01
+    equalize_tissue: bool = False
     device: str = "auto"
 
     @property
@@ -178,7 +183,8 @@ def register_pair(
     device = resolve_device(settings.device)
     similarity = _build_similarity(settings, evaluator, device)  # Adam's loss; the affine stage's for all
     voxel_similarity = _build_similarity(settings, evaluator, device, reduction="voxel") if settings.optimizer != "adam" else None
-    fixed_normalised, moving_normalised = normalize_for_registration(fixed), normalize_for_registration(moving)
+    fixed_normalised = normalize_for_registration(fixed, settings.equalize_tissue)
+    moving_normalised = normalize_for_registration(moving, settings.equalize_tissue)
     levels = pyramid_grids(fixed, settings.levels, settings.grid_spacing_mm)
     steps_per_level = {"adam": settings.iterations, "discrete": len(settings.discrete_steps_voxels), "demons": settings.demons_iterations}[settings.optimizer]
     total = steps_per_level * len(levels) + (settings.affine_iterations if settings.affine else 0)
