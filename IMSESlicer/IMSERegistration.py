@@ -83,7 +83,7 @@ class IMSERegistrationParameterNode:
     optimisation/network; optimiser, gradient, discrete search or demons; levels; grid spacing in mm,
     0 meaning the fixed volume's own grid; iterations; the demons' steps per level and their
     maximum step in voxels; regularisation weight with 0 meaning the similarity's default;
-    diffeomorphic, affine, the evaluator averaged over flips and in-plane rotations (degrees, 0:
+    diffeomorphic, affine, a CT's tissue histogram-equalised, the evaluator averaged over flips and in-plane rotations (degrees, 0:
     none), its zoom and the evaluator itself (IMSE choices; empty: the installed one of the
     volumes' dimension), device, model: the registration network of network mode) and outputs (transform, warped volume; new nodes when empty)."""
 
@@ -104,6 +104,7 @@ class IMSERegistrationParameterNode:
     regularizationWeight: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
     diffeomorphic: bool = False
     affine: bool = False
+    equalizeTissue: bool = False
     flipAverage: bool = False
     evaluatorZoom: Annotated[float, WithinRange(0.25, 4.0)] = 1.0
     evaluatorRotation: Annotated[float, WithinRange(0.0, 90.0)] = 0.0
@@ -230,6 +231,7 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
         parameters.regularizationWeight = options["regularization_weight"] or 0.0
         parameters.diffeomorphic = options["diffeomorphic"]
         parameters.affine = options["affine"]
+        parameters.equalizeTissue = options["equalize_tissue"]
         parameters.demonsIterations = options["demons_iterations"]
         parameters.demonsMaxStep = options["demons_max_step"]
         parameters.flipAverage = options["flip_average"]
@@ -277,6 +279,8 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
                 arguments.append("--diffeomorphic")
             if parameters.affine:
                 arguments.append("--affine")
+            if parameters.equalizeTissue:
+                arguments.append("--equalize-tissue")
             if "imse" in similarity:  # the evaluator's options
                 arguments += ["--flip-average"] if parameters.flipAverage else []
                 arguments += ["--evaluator-zoom", str(parameters.evaluatorZoom)] if parameters.evaluatorZoom != 1.0 else []

@@ -31,11 +31,13 @@ PRESET_OPTIONS = (
     "flip_average",
     "evaluator_zoom",
     "evaluator_rotation",
+    "equalize_tissue",
     "fixed_mask",
     "model",
 )
 
-_ENGINE_DEFAULTS = {
+#: The engine's defaults as ``imse register`` options: what a preset does not change.
+ENGINE_DEFAULTS = {
     "optimizer": "adam",
     "levels": 3,
     "grid_spacing": None,
@@ -48,6 +50,7 @@ _ENGINE_DEFAULTS = {
     "flip_average": False,
     "evaluator_zoom": 1.0,
     "evaluator_rotation": 0.0,
+    "equalize_tissue": False,
     "fixed_mask": None,
     "model": None,
 }
@@ -73,7 +76,7 @@ def _preset(name: str, dims: tuple[int, ...], measured: str, **changes) -> Prese
     unknown = set(changes) - set(PRESET_OPTIONS)
     if unknown:
         raise ValueError(f"Preset {name}: unknown options {sorted(unknown)}")
-    return Preset(name, dims, measured, {**_ENGINE_DEFAULTS, **changes})
+    return Preset(name, dims, measured, {**ENGINE_DEFAULTS, **changes})
 
 
 PRESETS = {
@@ -90,13 +93,14 @@ PRESETS = {
         _preset(
             "mi",
             (2, 3),
-            "mutual information with Adam: 2D 1.59 mm (CT to MR 2.20), 3D 1.78 mm",
+            "mutual information with Adam, a CT's tissue equalised: 2D 1.55 mm (CT to MR 2.09; 2.22 windowed), 3D 1.78 mm (windowed)",
             similarity="mi",
+            equalize_tissue=True,
         ),
         _preset(
             "imse-2d",
             (2,),
-            "IMSE's best in 2D: 1.67 mm (MR pairs 1.12-1.25, ahead of MI; CT to MR 2.64), about 20 CPU s a pair",
+            "IMSE's best in 2D, a CT's tissue equalised: 1.52 mm (MR pairs 1.12-1.25, ahead of MI; CT to MR 2.19, 2.64 windowed), about 17 CPU s a pair",
             similarity="imse",
             optimizer="demons",
             levels=1,
@@ -105,6 +109,7 @@ PRESETS = {
             flip_average=True,
             evaluator_zoom=2.0,
             evaluator_rotation=60.0,
+            equalize_tissue=True,
         ),
         _preset(
             "imse-3d",

@@ -9,7 +9,7 @@ from imse.cli import build_parser, main
 from imse.data import make_pair
 from imse.image import read_image, write_image
 from imse.models import find_model
-from imse.presets import PRESET_OPTIONS, PRESETS, recommended_preset
+from imse.presets import ENGINE_DEFAULTS, PRESET_OPTIONS, PRESETS, recommended_preset
 from imse.register import RegistrationSettings
 
 from conftest import brain_endpoint_error, unregistered_endpoint_error
@@ -24,11 +24,9 @@ def test_a_preset_names_every_option_and_otherwise_keeps_the_command_lines_defau
     for preset in PRESETS.values():
         assert set(preset.options) == set(PRESET_OPTIONS), preset.name
         assert all(name in defaults for name in preset.options), preset.name
-    plain = PRESETS["mi"].options  # MI with the engine's Adam: nothing but the similarity changes
-    assert plain["levels"] == RegistrationSettings.levels and defaults["levels"] is None  # the command line's None means 3
-    assert {name: plain[name] for name in PRESET_OPTIONS if name not in ("similarity", "levels")} == {
-        name: defaults[name] for name in PRESET_OPTIONS if name not in ("similarity", "levels")
-    }
+    assert set(ENGINE_DEFAULTS) == set(PRESET_OPTIONS) - {"similarity"}
+    assert ENGINE_DEFAULTS["levels"] == RegistrationSettings.levels and defaults["levels"] is None  # the command line's None means 3
+    assert {name: value for name, value in ENGINE_DEFAULTS.items() if name != "levels"} == {name: defaults[name] for name in ENGINE_DEFAULTS if name != "levels"}
 
 
 def test_the_command_line_starts_from_the_preset_and_explicit_options_win():
@@ -62,7 +60,7 @@ def test_a_registration_with_the_imse_preset_records_it_and_improves_the_pair(tm
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["preset"] == "imse-2d" and summary["similarity"] == "imse" and summary["optimizer"] == "demons"
     assert (summary["flip_average"], summary["evaluator_rotation_deg"], summary["evaluator_zoom"]) == (True, 60.0, 2.0)
-    assert (summary["demons_iterations"], summary["demons_max_step_voxels"]) == (6, 1.0)
+    assert (summary["demons_iterations"], summary["demons_max_step_voxels"], summary["equalize_tissue"]) == (6, 1.0, True)
     assert brain_endpoint_error(read_image(out / "displacement_mm.nii.gz"), pair) < 0.9 * unregistered_endpoint_error(pair)
 
 
