@@ -83,9 +83,10 @@ class IMSERegistrationParameterNode:
     optimisation/network; optimiser, gradient, discrete search or demons; levels; grid spacing in mm,
     0 meaning the fixed volume's own grid; iterations; the demons' steps per level and their
     maximum step in voxels; regularisation weight with 0 meaning the similarity's default;
-    diffeomorphic, affine, a CT's tissue histogram-equalised, the evaluator averaged over flips and in-plane rotations (degrees, 0:
-    none), its zoom and the evaluator itself (IMSE choices; empty: the installed one of the
-    volumes' dimension), device, model: the registration network of network mode) and outputs (transform, warped volume; new nodes when empty)."""
+    diffeomorphic, affine, a CT's tissue histogram-equalised, the evaluator averaged over flips
+    and in-plane rotations (degrees, 0: none), its zoom and the evaluator itself (IMSE choices;
+    empty: the installed one of the volumes' dimension), device, model: the registration network
+    of network mode) and outputs (transform, warped volume; new nodes when empty)."""
 
     fixedVolume: vtkMRMLScalarVolumeNode
     movingVolume: vtkMRMLScalarVolumeNode
