@@ -55,8 +55,8 @@ def optimizer_refusal(parameters) -> str | None:
 
 
 def volume_dimension(volume) -> int:
-    """2 for a single-slice volume (registered in 2D), else 3."""
-    return 2 if min(volume.GetImageData().GetDimensions()) == 1 else 3
+    """2 for a volume of one slice along its k axis (registered in 2D), else 3."""
+    return 2 if volume.GetImageData().GetDimensions()[2] == 1 else 3
 
 
 class IMSERegistration(ScriptedLoadableModule):
@@ -260,7 +260,7 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
             raise ValueError(refusal)
         fixed = world_image_from_volume(parameters.fixedVolume)
         moving = world_image_from_volume(parameters.movingVolume)
-        planar = fixed.shape[0] == 1
+        planar = volume_dimension(parameters.fixedVolume) == 2
         workspace = Workspace()
         fixedPath = workspace.write(as_planar(fixed) if planar else fixed, "fixed")
         movingPath = workspace.write(as_planar(moving) if planar else moving, "moving")

@@ -5,7 +5,9 @@ the benchmark (README, "Which settings, in short") found better ones, and IMSE i
 registers only with its demons and test-time averaging (with Adam it barely moves a pair).
 A preset spells one of them out in full, as ``imse register`` options, so that
 ``imse register --preset NAME`` and the IMSE Registration panel's "Recommended settings"
-button give exactly what the benchmark ran. This module needs no third-party package, so the
+button give what the benchmark measured. In 3D the benchmark's MI and MIND rows run 2 levels of
+100 iterations; the presets keep the command line's 3 of 150, which gave 1.70 mm (``mi``) and
+1.78 mm (``mind-search``) on the same volumes (one-off, session 18; the rows: 1.71 and 1.77). This module needs no third-party package, so the
 panel can read it before PyTorch is installed.
 """
 
@@ -60,10 +62,10 @@ ENGINE_DEFAULTS = {
 class Preset:
     """A named, complete set of registration options.
 
-    ``similarity``: the panel's similarity it is recommended for (``mind``, ``mi``, ``imse``);
-    ``dims``: the image dimensions it was measured in; ``measured``: what the benchmark gave
-    (end-point error in the brain, 2D pairs of 2 mm pixels, 3D volumes of 3 mm voxels);
-    ``options``: every option of :data:`PRESET_OPTIONS`.
+    ``dims``: the image dimensions it is recommended for; ``measured``: what it gave on the
+    benchmark's pairs (end-point error in the brain, 2D pairs of 2 mm pixels, 3D volumes of 3 mm
+    voxels); ``options``: every option of :data:`PRESET_OPTIONS` (``options["similarity"]`` is
+    the similarity it is recommended for, :func:`recommended_preset`).
     """
 
     name: str
@@ -85,7 +87,7 @@ PRESETS = {
         _preset(
             "mind-search",
             (2, 3),
-            "the most accurate in 2D on every kind of pair: 1.23 mm (CT to MR 1.74-1.92), 3D 1.77 mm, no folds, under a CPU second a 2D pair",
+            "the most accurate in 2D on every kind of pair: 1.23 mm (CT to MR 1.74-1.92), 3D 1.78 mm, no folds, under a CPU second a 2D pair",
             similarity="mind",
             optimizer="discrete",
             fixed_mask="auto",
@@ -93,7 +95,7 @@ PRESETS = {
         _preset(
             "mi",
             (2, 3),
-            "mutual information with Adam, a CT's tissue equalised: 2D 1.55 mm (CT to MR 2.09; 2.22 windowed), 3D 1.71 mm (CT to MR 2.22; 2.45 windowed)",
+            "mutual information with Adam, a CT's tissue equalised: 2D 1.55 mm (CT to MR 2.09; 2.22 windowed), 3D 1.70 mm (CT to MR 2.20; 2.45 windowed)",
             similarity="mi",
             equalize_tissue=True,
         ),
