@@ -82,9 +82,10 @@ class IMSERegistrationParameterNode:
     which volume is in the evaluator's trained modality, for the IMSE choices; mode
     optimisation/network; optimiser, gradient, discrete search or demons; levels; grid spacing in mm,
     0 meaning the fixed volume's own grid; iterations; the demons' steps per level and their
-    maximum step in voxels; regularisation weight with 0 meaning the similarity's default;
+    maximum step in voxels, and how many last steps their field is averaged over; regularisation weight with 0 meaning the similarity's default;
     diffeomorphic, affine, a CT's tissue histogram-equalised, the evaluator averaged over flips
-    and in-plane rotations (degrees, 0: none), its zoom and the evaluator itself (IMSE choices;
+    and in-plane rotations (degrees, 0: none) or shown them one per demons step in turn
+    (cycleOrientations), its zoom and the evaluator itself (IMSE choices;
     empty: the installed one of the volumes' dimension), device, model: the registration network
     of network mode) and outputs (transform, warped volume; new nodes when empty)."""
 
@@ -102,6 +103,7 @@ class IMSERegistrationParameterNode:
     iterations: Annotated[int, WithinRange(0, 5000)] = 150
     demonsIterations: Annotated[int, WithinRange(1, 500)] = 20
     demonsMaxStep: Annotated[float, WithinRange(0.05, 5.0)] = 0.5
+    demonsAverageLast: Annotated[int, WithinRange(0, 500)] = 0
     regularizationWeight: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
     diffeomorphic: bool = False
     affine: bool = False
@@ -109,6 +111,7 @@ class IMSERegistrationParameterNode:
     flipAverage: bool = False
     evaluatorZoom: Annotated[float, WithinRange(0.25, 4.0)] = 1.0
     evaluatorRotation: Annotated[float, WithinRange(0.0, 90.0)] = 0.0
+    cycleOrientations: bool = False
     evaluator: str = ""
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
     model: str = ""
@@ -173,6 +176,8 @@ class IMSERegistrationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWid
         self.ui.gridSpacingSpinBox.enabled = bool(parameters and SIMILARITIES[parameters.similarity] != "adacs")  # AdaCS registers on its network's grid
         self.ui.iterationsSpinBox.enabled = not (gradient_free and parameters.mode == "optimisation")  # they run a fixed schedule
         self.ui.demonsIterationsSpinBox.enabled = self.ui.demonsMaxStepSpinBox.enabled = demons  # the demons' schedule
+        self.ui.demonsAverageLastSpinBox.enabled = demons
+        self.ui.cycleOrientationsCheckBox.enabled = demons and uses_evaluator  # one orientation a demons step
         if not self.controller.running:
             if not ready:
                 self.ui.applyButton.toolTip = _("Choose a fixed and a moving volume (and, in network mode, a registration network).")
@@ -235,9 +240,11 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
         parameters.equalizeTissue = options["equalize_tissue"]
         parameters.demonsIterations = options["demons_iterations"]
         parameters.demonsMaxStep = options["demons_max_step"]
+        parameters.demonsAverageLast = options["demons_average_last"]
         parameters.flipAverage = options["flip_average"]
         parameters.evaluatorZoom = options["evaluator_zoom"]
         parameters.evaluatorRotation = options["evaluator_rotation"]
+        parameters.cycleOrientations = options["evaluator_orientations"] == "cycle"
         parameters.evaluator = options["model"] or ""
         parameters.autoFixedMask = options["fixed_mask"] == "auto"
 
@@ -274,6 +281,7 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
                 arguments += ["--grid-spacing", str(parameters.gridSpacing)]
             if optimizer == "demons":
                 arguments += ["--demons-iterations", str(parameters.demonsIterations), "--demons-max-step", str(parameters.demonsMaxStep)]
+                arguments += ["--demons-average-last", str(parameters.demonsAverageLast)] if parameters.demonsAverageLast else []
             if parameters.regularizationWeight > 0 and optimizer == "adam":
                 arguments += ["--regularization-weight", str(parameters.regularizationWeight)]
             if parameters.diffeomorphic:
@@ -286,6 +294,7 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
                 arguments += ["--flip-average"] if parameters.flipAverage else []
                 arguments += ["--evaluator-zoom", str(parameters.evaluatorZoom)] if parameters.evaluatorZoom != 1.0 else []
                 arguments += ["--evaluator-rotation", str(parameters.evaluatorRotation)] if parameters.evaluatorRotation > 0 else []
+                arguments += ["--evaluator-orientations", "cycle"] if parameters.cycleOrientations and optimizer == "demons" else []
             if parameters.mode == "network":
                 arguments += ["--model", parameters.model, "--refine-iterations", str(parameters.iterations)]
             elif parameters.evaluator:  # the imse similarity's and the error maps' evaluator

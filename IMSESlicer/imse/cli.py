@@ -27,7 +27,7 @@ from .networks import ARCHITECTURES
 from .presets import PRESETS
 from .register import OPTIMIZERS, RegistrationSettings
 from .regularization import REGULARIZERS
-from .similarity import RESIDUAL_SIMILARITIES, SIMILARITIES, VOXEL_SIMILARITIES, similarity_terms
+from .similarity import ORIENTATIONS, RESIDUAL_SIMILARITIES, SIMILARITIES, VOXEL_SIMILARITIES, similarity_terms
 from .train_evaluator import RECIPES, EvaluatorTrainingConfig
 
 #: The similarities on offer: each of the library's, and MIND plus the IMSE evaluator.
@@ -254,7 +254,13 @@ def _register(args: argparse.Namespace) -> None:
     settings = RegistrationSettings(
         similarity=similarity,
         similarity_options=(
-            {"reference": args.reference, "flip_average": args.flip_average, "zoom": args.evaluator_zoom, "rotation": args.evaluator_rotation}
+            {
+                "reference": args.reference,
+                "flip_average": args.flip_average,
+                "zoom": args.evaluator_zoom,
+                "rotation": args.evaluator_rotation,
+                "orientations": args.evaluator_orientations,
+            }
             if "imse" in similarity_terms(similarity)
             else {}
         ),
@@ -268,6 +274,7 @@ def _register(args: argparse.Namespace) -> None:
         optimizer=args.optimizer,
         demons_iterations=args.demons_iterations,
         demons_max_step_voxels=args.demons_max_step,
+        demons_average_last=args.demons_average_last,
         equalize_tissue=args.equalize_tissue,
         device=args.device,
     )
@@ -292,8 +299,10 @@ def _register(args: argparse.Namespace) -> None:
         "flip_average": settings.similarity_options.get("flip_average") if optimised else None,
         "evaluator_zoom": settings.similarity_options.get("zoom") if optimised else None,
         "evaluator_rotation_deg": settings.similarity_options.get("rotation") if optimised else None,
+        "evaluator_orientations": settings.similarity_options.get("orientations") if optimised else None,
         "demons_iterations": settings.demons_iterations if demons else None,
         "demons_max_step_voxels": settings.demons_max_step_voxels if demons else None,
+        "demons_average_last": settings.demons_average_last if demons else None,
         "equalize_tissue": settings.equalize_tissue,
         "fixed_mask": args.fixed_mask,
         "moving_mask": args.moving_mask,
@@ -641,6 +650,13 @@ def build_parser(register_defaults: dict | None = None) -> argparse.ArgumentPars
         help="the longest step (voxels) of a demons iteration; longer regularises less (imse with --evaluator-zoom 2: 1.0) (default: %(default)s)",
     )
     register.add_argument(
+        "--demons-average-last",
+        type=int,
+        default=RegistrationSettings.demons_average_last,
+        metavar="N",
+        help="the demons' result on each level is the mean of the field over their last N steps (with --evaluator-orientations cycle: evens out each step's orientation) (default: %(default)s, the last step's field)",
+    )
+    register.add_argument(
         "--flip-average",
         action="store_true",
         help="imse: average the evaluator over the flips of the image axes (4 times the work in 2D, 8 in 3D; 2D pairs register better)",
@@ -662,6 +678,15 @@ def build_parser(register_defaults: dict | None = None) -> argparse.ArgumentPars
         help=(
             "imse: also average the evaluator over in-plane rotations of the images by +-DEG degrees (3 times the work); "
             "with --flip-average and --evaluator-zoom 2, 60 registered 2D pairs best (default: %(default)s, no rotation)"
+        ),
+    )
+    register.add_argument(
+        "--evaluator-orientations",
+        choices=ORIENTATIONS,
+        default="average",
+        help=(
+            "imse with --optimizer demons: show the evaluator the flips and turns above all at every step and average them, or one a "
+            "step in turn (cycle: the work of one pass, the demons average them over their steps) (default: %(default)s)"
         ),
     )
     register.add_argument(

@@ -50,10 +50,14 @@ def demons_stage(level, index: int, initial: torch.Tensor, similarity: torch.nn.
     ``similarity`` has ``in_common_modality(fixed, warped)`` (MSE, IMSE). Each step smooths the
     parameter by ``settings.field_smoothing_voxels``, warps the moving image, and adds the
     force of at most ``settings.demons_max_step_voxels``, converted to mm (zero outside the
-    masks). The tracked value is the mean absolute residual."""
+    masks); the result is the mean of the parameter over the last
+    ``settings.demons_average_last`` steps (0: the last step's). The tracked value is the mean
+    absolute residual."""
     geometry = level.geometry
     voxel_to_mm = torch.as_tensor(geometry.index_to_physical_matrix, dtype=initial.dtype, device=initial.device)
     parameter = initial
+    averaged_from = settings.demons_iterations - settings.demons_average_last
+    total = torch.zeros_like(initial)
     for iteration in range(settings.demons_iterations):
         smoothed = optional_gaussian_smooth(parameter, settings.field_smoothing_voxels)
         displacement = as_displacement(smoothed, geometry, settings.diffeomorphic)
@@ -63,7 +67,9 @@ def demons_stage(level, index: int, initial: torch.Tensor, similarity: torch.nn.
         if mask is not None:
             update = update * mask
         parameter = smoothed + update
+        if iteration >= averaged_from:
+            total += parameter
         residual = (fixed_like - warped_like).abs()
         value = float(residual.mean() if mask is None else (residual * mask).sum() / mask.sum())
         tracker.step({"stage": "demons", "level": index, "iteration": iteration, "total": value, "similarity": value, "regularization": 0.0})
-    return parameter
+    return total / settings.demons_average_last if settings.demons_average_last else parameter

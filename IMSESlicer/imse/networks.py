@@ -182,9 +182,8 @@ class FlipAveraged(_WrappedEvaluator):
     the wrapped network's dimension and size multiple."""
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        axes = range(2, inputs.dim())
-        flips = [subset for count in range(len(axes) + 1) for subset in itertools.combinations(axes, count)]
-        return sum(self.network(inputs.flip(flip)).flip(flip) if flip else self.network(inputs) for flip in flips) / len(flips)
+        flips = flip_subsets(inputs.dim())
+        return sum(_flipped_pass(self.network, inputs, flip) for flip in flips) / len(flips)
 
 
 class RotationAveraged(_WrappedEvaluator):
@@ -198,8 +197,7 @@ class RotationAveraged(_WrappedEvaluator):
     keeps the wrapped network's dimension and size multiple."""
 
     def __init__(self, network: nn.Module, degrees: float) -> None:
-        if not (math.isfinite(degrees) and 0 < degrees <= 90):
-            raise ImageError(f"The evaluator's rotation must be an angle in degrees in (0, 90] (0: no rotation), got {degrees}.")
+        _check_turn(degrees)
         super().__init__(network)
         self.degrees = float(degrees)
 
@@ -207,10 +205,72 @@ class RotationAveraged(_WrappedEvaluator):
         return f"degrees={self.degrees}"
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        passes = [self.network(inputs)]
-        for angle in (self.degrees, -self.degrees):
-            passes.append(rotate_in_plane(self.network(rotate_in_plane(inputs, angle)), -angle))
-        return sum(passes) / len(passes)
+        angles = turn_angles(self.degrees)
+        return sum(_turned_pass(self.network, inputs, angle) for angle in angles) / len(angles)
+
+
+class OrientationCycled(_WrappedEvaluator):
+    """``network`` shown its input in one orientation, the next one after each :meth:`advance`:
+    a flip of the input's spatial axes (every subset, as :class:`FlipAveraged`, with ``flips``)
+    and an in-plane turn by 0, +``degrees`` or -``degrees`` (as :class:`RotationAveraged`;
+    ``degrees`` 0: no turn), each undone on the output. The flip and the turn advance together;
+    4 or 8 flips and 3 turns have no common factor, so 12 advances (24 for a volume's flips)
+    show every combination once: the passes that ``RotationAveraged(FlipAveraged(network),
+    degrees)`` averages in every call.
+
+    For the demons, which advance it once a step (through
+    :meth:`imse.similarity.IMSESimilarity.in_common_modality`) and so average the orientations
+    over their steps, at one pass a step instead of 12 (README, "Registration"); every call
+    within a step (each slice of a volume, on the CPU) sees the same orientation. Not for an
+    error map, which one orientation would bias. Differentiable; it keeps the wrapped network's
+    dimension and size multiple."""
+
+    def __init__(self, network: nn.Module, flips: bool, degrees: float) -> None:
+        if degrees != 0:
+            _check_turn(degrees)
+        super().__init__(network)
+        self.flips, self.degrees = bool(flips), float(degrees)
+        self.advances = 0
+
+    def extra_repr(self) -> str:
+        return f"flips={self.flips}, degrees={self.degrees}"
+
+    def advance(self) -> None:
+        """Show the next orientation from the next call on."""
+        self.advances += 1
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        flips = flip_subsets(inputs.dim()) if self.flips else [()]
+        angles = turn_angles(self.degrees) if self.degrees else (0.0,)
+        flip, angle = flips[self.advances % len(flips)], angles[self.advances % len(angles)]
+        return _turned_pass(lambda turned: _flipped_pass(self.network, turned, flip), inputs, angle)
+
+
+def flip_subsets(input_dims: int) -> list[tuple[int, ...]]:
+    """Every subset of the spatial axes of a ``[N, C, *spatial]`` input with ``input_dims``
+    axes, the empty one first: the flips of :class:`FlipAveraged` (4 in 2D, 8 in 3D)."""
+    axes = range(2, input_dims)
+    return [subset for count in range(len(axes) + 1) for subset in itertools.combinations(axes, count)]
+
+
+def _check_turn(degrees: float) -> None:
+    if not (math.isfinite(degrees) and 0 < degrees <= 90):
+        raise ImageError(f"The evaluator's rotation must be an angle in degrees in (0, 90] (0: no rotation), got {degrees}.")
+
+
+def turn_angles(degrees: float) -> tuple[float, float, float]:
+    """The in-plane turns of :class:`RotationAveraged`, in degrees: 0, +``degrees``, -``degrees``."""
+    return 0.0, degrees, -degrees
+
+
+def _flipped_pass(network, inputs: torch.Tensor, flip: tuple[int, ...]) -> torch.Tensor:
+    """``network`` on ``inputs`` flipped along the axes ``flip``, its output flipped back."""
+    return network(inputs.flip(flip)).flip(flip) if flip else network(inputs)
+
+
+def _turned_pass(network, inputs: torch.Tensor, degrees: float) -> torch.Tensor:
+    """``network`` on ``inputs`` turned in-plane by ``degrees``, its output turned back."""
+    return rotate_in_plane(network(rotate_in_plane(inputs, degrees)), -degrees) if degrees else network(inputs)
 
 
 def rotate_in_plane(x: torch.Tensor, degrees: float) -> torch.Tensor:

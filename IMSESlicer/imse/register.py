@@ -100,6 +100,10 @@ class RegistrationSettings:
             evaluator flip-averaged and zoomed 2 times, 1 voxel took the 2D benchmark's
             end-point error from 1.87 to 1.80 mm (2 voxels made it worse); without the zoom it
             gained nothing, and on mono-modal pairs it helped or hurt by the pair.
+        demons_average_last: each level's result is the mean of the field over its last this many
+            demons steps (iterate averaging; 0: the last step's field). With the evaluator's
+            orientations cycled (``similarity_options["orientations"] = "cycle"``) each step is
+            driven by one orientation, and the mean evens them out (README, "Registration").
         patience, tolerance: a level stops early when its last ``patience`` iterations gained
             less than ``tolerance`` of the loss decrease the level has achieved so far.
         equalize_tissue: an image whose background lies far below its tissue (a CT) is
@@ -128,6 +132,7 @@ class RegistrationSettings:
     temperature: float = 0.3
     demons_iterations: int = 20
     demons_max_step_voxels: float = 0.5
+    demons_average_last: int = 0
     patience: int = 20
     tolerance: float = 0.01
     equalize_tissue: bool = False
@@ -422,6 +427,11 @@ def _check_optimizer(settings: RegistrationSettings) -> None:
 
     if settings.optimizer not in OPTIMIZERS:
         raise ImageError(f"Unknown optimizer '{settings.optimizer}'; choose one of {list(OPTIMIZERS)}.")
+    if settings.similarity_options.get("orientations") == "cycle" and settings.optimizer != "demons":
+        raise ImageError(
+            "Cycling the evaluator's orientations (one a call) is for the demons, which call it once a step: "
+            f"the {settings.optimizer} optimiser needs their mean (orientations 'average'), or choose the demons optimizer."
+        )
     if settings.optimizer == "adam":
         return
     if settings.regularization_weight is not None:
@@ -440,6 +450,11 @@ def _check_optimizer(settings: RegistrationSettings) -> None:
             raise ImageError(f"The demons need at least 1 iteration per level; got {settings.demons_iterations}.")
         if not (math.isfinite(settings.demons_max_step_voxels) and settings.demons_max_step_voxels > 0):
             raise ImageError(f"The demons' maximum step must be a positive number of voxels (0.5 is the usual); got {settings.demons_max_step_voxels}.")
+        if not 0 <= settings.demons_average_last <= settings.demons_iterations:
+            raise ImageError(
+                f"The demons can average the field over 0 to {settings.demons_iterations} (their iterations) last steps; "
+                f"got {settings.demons_average_last}: average over fewer steps, or run more."
+            )
         return
     whole_image = [term for term in similarity_terms(settings.similarity) if term not in VOXEL_SIMILARITIES]
     if whole_image:

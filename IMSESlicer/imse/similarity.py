@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 from .errors import ImageError
 from .filters import separable_filter
-from .networks import FlipAveraged, RotationAveraged, Zoomed, evaluator_fits, network_dimension
+from .networks import FlipAveraged, OrientationCycled, RotationAveraged, Zoomed, evaluator_fits, network_dimension
 
 REDUCTIONS = ("mean", "sum", "none")
 #: The voxel-wise similarities (MSE, MAE, LNCC, MIND, IMSE) also take ``voxel``: their cost at
@@ -59,6 +59,9 @@ KERNELS = ("box", "gaussian")
 PARZEN_WINDOWS = ("bspline", "gaussian")
 MIND_DISTANCES = ("l2", "l1")
 REFERENCES = ("fixed", "moving")
+#: How the IMSE similarity shows the evaluator its flips and turns: all of them at every call
+#: (their mean), or one a call in turn (for the demons; :class:`~imse.networks.OrientationCycled`).
+ORIENTATIONS = ("average", "cycle")
 #: Tolerance on the [-1, 1] range that the evaluator's inputs must respect.
 IMSE_RANGE_TOLERANCE = 1e-3
 
@@ -738,7 +741,11 @@ class IMSESimilarity(_Similarity):
     (:class:`~imse.networks.RotationAveraged`: 3 times the work); ``zoom`` shows
     the evaluator the images zoomed by that factor (:class:`~imse.networks.Zoomed`; 1: as
     they are), e.g. 2 on a 2 mm grid for the shipped 2D evaluator to see 1 mm voxels, with
-    ``flip_average`` (zoomed alone, it drove the demons worse than unzoomed)."""
+    ``flip_average`` (zoomed alone, it drove the demons worse than unzoomed). ``orientations``
+    ``"cycle"`` shows the evaluator those flips and turns one a call, in turn, instead of their
+    mean at every call (:class:`~imse.networks.OrientationCycled`: the work of one pass; for the
+    demons, which average them over their steps: each :meth:`in_common_modality` call moves on to
+    the next orientation)."""
 
     def __init__(
         self,
@@ -748,6 +755,7 @@ class IMSESimilarity(_Similarity):
         flip_average: bool = False,
         zoom: float = 1.0,
         rotation: float = 0.0,
+        orientations: str = "average",
         reduction: str = "mean",
     ) -> None:
         super().__init__(reduction)
@@ -757,12 +765,16 @@ class IMSESimilarity(_Similarity):
                 f"imse.evaluator.Evaluator.load(...).network; got {type(network).__name__}."
             )
         _check_choice(reference, REFERENCES, "reference")
+        _check_choice(orientations, ORIENTATIONS, "orientations")
         network = network.eval().requires_grad_(False)
-        network = FlipAveraged(network) if flip_average else network
-        network = RotationAveraged(network, rotation) if rotation != 0 else network
+        if orientations == "cycle":
+            network = OrientationCycled(network, flip_average, rotation)
+        else:
+            network = FlipAveraged(network) if flip_average else network
+            network = RotationAveraged(network, rotation) if rotation != 0 else network
         self.network = Zoomed(network, zoom) if zoom != 1 else network
         self.reference, self.both_orders, self.flip_average = reference, both_orders, flip_average
-        self.zoom, self.rotation = float(zoom), float(rotation)
+        self.zoom, self.rotation, self.orientations = float(zoom), float(rotation), orientations
 
     def train(self, mode: bool = True) -> "IMSESimilarity":
         """The evaluator stays in eval mode whatever the mode of the enclosing model."""
@@ -771,7 +783,14 @@ class IMSESimilarity(_Similarity):
         return self
 
     def _options(self) -> dict:
-        options = {"reference": self.reference, "both_orders": self.both_orders, "flip_average": self.flip_average, "zoom": self.zoom, "rotation": self.rotation}
+        options = {
+            "reference": self.reference,
+            "both_orders": self.both_orders,
+            "flip_average": self.flip_average,
+            "zoom": self.zoom,
+            "rotation": self.rotation,
+            "orientations": self.orientations,
+        }
         return {**options, **super()._options()}
 
     def forward(self, fixed: torch.Tensor, moving: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -793,8 +812,13 @@ class IMSESimilarity(_Similarity):
             )
         _check_evaluator_inputs(fixed, moving, self.network)
         if self.reference == "fixed":
-            return fixed, fixed - 2.0 * predict(self.network, moving, fixed)
-        return moving - 2.0 * predict(self.network, fixed, moving), moving
+            pair = fixed, fixed - 2.0 * predict(self.network, moving, fixed)
+        else:
+            pair = moving - 2.0 * predict(self.network, fixed, moving), moving
+        for module in self.network.modules():
+            if isinstance(module, OrientationCycled):
+                module.advance()  # the next demons step sees the next orientation
+        return pair
 
 
 class WeightedSum(nn.Module):

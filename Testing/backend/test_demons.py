@@ -3,6 +3,7 @@ pair in one modality that MSE and IMSE give it, recovery of known mono-modal def
 and 3D, and bad settings. (What it shares with the discrete search: test_gradient_free.py;
 driven by the shipped evaluator: test_shipped_models.py.)"""
 
+import numpy as np
 import pytest
 import torch
 
@@ -84,8 +85,15 @@ def test_imse_gives_the_pair_in_its_trained_modality():
     fixed_like, moving_like = rotated.in_common_modality(fixed, moving)
     expected = 2 * predict(Zoomed(RotationAveraged(FlipAveraged(network), 45.0), 2.0), moving, fixed)
     assert torch.allclose(fixed_like - moving_like, expected, atol=1e-6) and "rotation=45.0" in repr(rotated)
+    cycled = build_similarity("imse", network=network, reference="fixed", flip_average=True, rotation=45.0, zoom=2.0, orientations="cycle")
+    residuals = [torch.sub(*cycled.in_common_modality(fixed, moving)) for _ in range(12)]  # each call the next orientation
+    assert not torch.allclose(residuals[0], residuals[1])
+    assert torch.allclose(torch.sub(*cycled.in_common_modality(fixed, moving)), residuals[0])  # the thirteenth call starts again
+    assert torch.allclose(sum(residuals) / 12, expected, atol=1e-5) and "orientations='cycle'" in repr(cycled)
     with pytest.raises(ImageError, match="positive factor"):
         build_similarity("imse", network=network, zoom=0.0)
+    with pytest.raises(ImageError, match="orientations"):
+        build_similarity("imse", network=network, orientations="random")
     mse = build_similarity("mse")
     assert all(a is b for a, b in zip(mse.in_common_modality(fixed, moving), (fixed, moving)))
     assert set(RESIDUAL_SIMILARITIES) == {"mse", "imse"}
@@ -103,6 +111,21 @@ def test_demons_recover_a_known_mono_modal_deformation(dim, spacing, error_fract
     assert finest[-1] < finest[0]  # the mean absolute residual fell
 
 
+def test_demons_average_the_field_over_their_last_steps():
+    """``demons_average_last`` k: the result is the mean of the fields of the last k steps, which
+    for a deterministic residual (MSE) is the mean of the results of n - k + 1 ... n steps."""
+    pair = make_pair(dim=2, moving_contrast="t1", spacing_mm=4.0, max_displacement_mm=4.0, seed=15)
+
+    def field(**changes):
+        settings = RegistrationSettings(similarity="mse", optimizer="demons", levels=1, device="cpu", **changes)
+        return register_pair(pair.fixed, pair.moving, settings).displacement.array
+
+    last = field(demons_iterations=5)
+    averaged = field(demons_iterations=5, demons_average_last=3)
+    assert np.allclose(averaged, np.mean([field(demons_iterations=steps) for steps in (3, 4, 5)], axis=0), atol=1e-5)
+    assert np.abs(averaged - last).max() > 1e-3 and np.array_equal(field(demons_iterations=5, demons_average_last=1), last)
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [
@@ -113,6 +136,10 @@ def test_demons_recover_a_known_mono_modal_deformation(dim, spacing, error_fract
         (dict(demons_iterations=0), "at least 1 iteration"),
         (dict(demons_max_step_voxels=0.0), "maximum step"),
         (dict(demons_max_step_voxels=float("nan")), "maximum step"),
+        (dict(demons_average_last=21), "average the field over 0 to 20"),
+        (dict(demons_average_last=-1), "average the field"),
+        (dict(similarity="imse", similarity_options={"orientations": "cycle"}, optimizer="adam", levels=1), "for the demons"),
+        (dict(similarity="imse", similarity_options={"orientations": "cycle"}, optimizer="discrete", levels=1), "for the demons"),
     ],
 )
 def test_bad_demons_settings_are_refused_before_any_work(changes, message):

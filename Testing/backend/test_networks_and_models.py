@@ -13,6 +13,7 @@ from imse.models import ModelCard, find_model, list_models, load_checkpoint, loa
 from imse.networks import (
     FlipAveraged,
     LightUNet,
+    OrientationCycled,
     RotationAveraged,
     Zoomed,
     build_network,
@@ -228,6 +229,55 @@ def test_rotation_averaging_averages_the_turned_passes_and_keeps_gradients():
     for degrees in (0.0, -10.0, 120.0, float("nan")):
         with pytest.raises(ImageError, match="rotation"):
             RotationAveraged(network, degrees)
+
+
+class _RasterNetwork(torch.nn.Module):
+    """Adds the raster index of each voxel (no flip or turn leaves it unchanged) to the first
+    channel, and counts its calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return x[:, :1] + torch.arange(x[0, 0].numel(), dtype=x.dtype).reshape(x.shape[2:])
+
+
+@pytest.mark.parametrize("shape, flips, degrees, cycle", [((1, 2, 8, 8), True, 45.0, 12), ((1, 2, 8, 8), True, 0.0, 4), ((1, 2, 8, 8), False, 45.0, 3), ((1, 2, 4, 6, 6), True, 45.0, 24)])
+def test_orientation_cycling_runs_one_pass_a_call_and_averages_to_the_mean_of_every_orientation(shape, flips, degrees, cycle):
+    """One network pass a call, the same orientation until an advance, and a new combination of
+    flip and turn after each until all have come: the mean over a cycle is what the averaging
+    wrappers give in one call."""
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(3))
+    counting = _RasterNetwork()
+    cycled = OrientationCycled(counting, flips, degrees)
+    outputs = []
+    for _ in range(cycle):
+        outputs.append(cycled(x))
+        assert torch.equal(cycled(x), outputs[-1])  # no advance, no new orientation
+        cycled.advance()
+    assert counting.calls == 2 * cycle and len({tuple(output.flatten().tolist()) for output in outputs}) == cycle  # every advance a new one
+    averaged = FlipAveraged(_RasterNetwork()) if flips else _RasterNetwork()
+    averaged = RotationAveraged(averaged, degrees) if degrees else averaged
+    assert torch.allclose(sum(outputs) / cycle, averaged(x), atol=1e-4)
+    assert torch.equal(cycled(x), outputs[0])  # the cycle starts again
+
+
+def test_orientation_cycling_keeps_the_network_dimension_size_multiple_and_gradients():
+    torch.manual_seed(0)
+    network = build_network("light", 2)
+    torch.nn.init.normal_(network.head.weight)
+    cycled = OrientationCycled(network, True, 60.0)
+    assert network_dimension(cycled) == 2 and size_multiple(cycled) == size_multiple(network) and "degrees=60.0" in repr(cycled)
+    other, reference = torch.rand(1, 1, 16, 20, requires_grad=True), torch.rand(1, 1, 16, 20)
+    predict(cycled, other, reference).abs().mean().backward()
+    assert other.grad is not None and other.grad.abs().sum() > 0
+    plain = OrientationCycled(network, False, 0.0)  # nothing to cycle: the network itself
+    assert torch.equal(predict(plain, other, reference), predict(network, other, reference))
+    for degrees in (-10.0, 120.0, float("nan")):
+        with pytest.raises(ImageError, match="rotation"):
+            OrientationCycled(network, True, degrees)
 
 
 class _ShapeRecordingNetwork(torch.nn.Module):

@@ -55,12 +55,13 @@ def test_a_registration_with_the_imse_preset_records_it_and_improves_the_pair(tm
     pair = make_pair(dim=2, moving_contrast="t2", max_displacement_mm=5.0, seed=7)
     fixed, moving = write_image(pair.fixed, tmp_path / "fixed.nrrd"), write_image(pair.moving, tmp_path / "moving.nrrd")
     out = tmp_path / "result"
-    arguments = ["register", str(fixed), str(moving), "--out", str(out), "--preset", "imse-2d", "--demons-iterations", "6", "--device", "cpu"]
+    arguments = ["register", str(fixed), str(moving), "--out", str(out), "--preset", "imse-2d", "--demons-iterations", "12", "--demons-average-last", "4", "--device", "cpu"]
     assert main(arguments) == 0
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["preset"] == "imse-2d" and summary["similarity"] == "imse" and summary["optimizer"] == "demons"
     assert (summary["flip_average"], summary["evaluator_rotation_deg"], summary["evaluator_zoom"]) == (True, 60.0, 2.0)
-    assert (summary["demons_iterations"], summary["demons_max_step_voxels"], summary["equalize_tissue"]) == (6, 1.0, True)
+    assert (summary["demons_iterations"], summary["demons_max_step_voxels"], summary["equalize_tissue"]) == (12, 1.0, True)
+    assert (summary["evaluator_orientations"], summary["demons_average_last"]) == ("cycle", 4)
     assert brain_endpoint_error(read_image(out / "displacement_mm.nii.gz"), pair) < 0.9 * unregistered_endpoint_error(pair)
 
 

@@ -195,7 +195,8 @@ def test_recommended_settings_fill_the_panel_as_the_command_lines_presets_do(sce
     ui.recommendedButton.click()
     assert ui.optimizerComboBox.currentText == "demons" and ui.levelsSpinBox.value == 1
     assert ui.flipAverageCheckBox.checked and ui.evaluatorZoomSpinBox.value == 2.0 and ui.evaluatorRotationSpinBox.value == 60.0
-    assert ui.demonsIterationsSpinBox.value == 30 and ui.demonsMaxStepSpinBox.value == 1.0 and "imse-2d" in ui.statusLabel.text
+    assert ui.demonsIterationsSpinBox.value == 60 and ui.demonsMaxStepSpinBox.value == 1.0 and "imse-2d" in ui.statusLabel.text
+    assert ui.cycleOrientationsCheckBox.checked and ui.cycleOrientationsCheckBox.enabled and ui.demonsAverageLastSpinBox.value == 12
     assert backend_options(widget) == PRESETS["imse-2d"].options
 
     ui.fixedVolumeSelector.setCurrentNode(pair3d["fixed"])
