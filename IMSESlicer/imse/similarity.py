@@ -60,7 +60,7 @@ PARZEN_WINDOWS = ("bspline", "gaussian")
 MIND_DISTANCES = ("l2", "l1")
 REFERENCES = ("fixed", "moving")
 #: How the IMSE similarity shows the evaluator its flips and turns: all of them at every call
-#: (their mean), or one a call in turn (for the demons; :class:`~imse.networks.OrientationCycled`).
+#: (their mean), or one a demons step in turn (:class:`~imse.networks.OrientationCycled`).
 ORIENTATIONS = ("average", "cycle")
 #: Tolerance on the [-1, 1] range that the evaluator's inputs must respect.
 IMSE_RANGE_TOLERANCE = 1e-3
@@ -742,10 +742,10 @@ class IMSESimilarity(_Similarity):
     the evaluator the images zoomed by that factor (:class:`~imse.networks.Zoomed`; 1: as
     they are), e.g. 2 on a 2 mm grid for the shipped 2D evaluator to see 1 mm voxels, with
     ``flip_average`` (zoomed alone, it drove the demons worse than unzoomed). ``orientations``
-    ``"cycle"`` shows the evaluator those flips and turns one a call, in turn, instead of their
-    mean at every call (:class:`~imse.networks.OrientationCycled`: the work of one pass; for the
-    demons, which average them over their steps: each :meth:`in_common_modality` call moves on to
-    the next orientation)."""
+    ``"cycle"`` shows the evaluator those flips and turns one a demons step, in turn, instead of
+    their mean at every call (:class:`~imse.networks.OrientationCycled`: the work of one pass;
+    each :meth:`in_common_modality` call, one a step, moves on to the next orientation, and the
+    demons average them over their steps)."""
 
     def __init__(
         self,
