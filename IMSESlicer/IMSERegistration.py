@@ -81,13 +81,14 @@ class IMSERegistrationParameterNode:
     foreground mask when no fixed mask is chosen), options (similarity; reference:
     which volume is in the evaluator's trained modality, for the IMSE choices; mode
     optimisation/network; optimiser, gradient, discrete search or demons; levels; grid spacing in mm,
-    0 meaning the fixed volume's own grid; iterations; the demons' steps per level and their
-    maximum step in voxels, and how many last steps their field is averaged over; regularisation weight with 0 meaning the similarity's default;
-    diffeomorphic, affine, a CT's tissue histogram-equalised, the evaluator averaged over flips
-    and in-plane rotations (degrees, 0: none) or shown them one per demons step in turn
-    (cycleOrientations), its zoom and the evaluator itself (IMSE choices;
-    empty: the installed one of the volumes' dimension), device, model: the registration network
-    of network mode) and outputs (transform, warped volume; new nodes when empty)."""
+    0 meaning the fixed volume's own grid; iterations; the demons' steps per level, their
+    maximum step in voxels and how many last steps their field is averaged over; regularisation
+    weight with 0 meaning the similarity's default; diffeomorphic, affine, a CT's tissue
+    histogram-equalised, the evaluator averaged over flips and in-plane rotations (degrees, 0:
+    none) or shown them one per demons step in turn (cycleOrientations), its zoom and the
+    evaluator itself (IMSE choices; empty: the installed one of the volumes' dimension), device,
+    model: the registration network of network mode) and outputs (transform, warped volume; new
+    nodes when empty)."""
 
     fixedVolume: vtkMRMLScalarVolumeNode
     movingVolume: vtkMRMLScalarVolumeNode

@@ -429,7 +429,7 @@ def _check_optimizer(settings: RegistrationSettings) -> None:
         raise ImageError(f"Unknown optimizer '{settings.optimizer}'; choose one of {list(OPTIMIZERS)}.")
     if settings.similarity_options.get("orientations") == "cycle" and settings.optimizer != "demons":
         raise ImageError(
-            "Cycling the evaluator's orientations (one a call) is for the demons, which call it once a step: "
+            "Cycling the evaluator's orientations (one a demons step) is for the demons, which call it once a step: "
             f"the {settings.optimizer} optimiser needs their mean (orientations 'average'), or choose the demons optimizer."
         )
     if settings.optimizer == "adam":
