@@ -107,7 +107,7 @@ PRESETS = {
             "imse-2d",
             (2,),
             "IMSE's best in 2D, a CT's tissue equalised, its evaluator's 12 orientations one a demons step: 1.53 mm "
-            "(MR pairs 1.14-1.31; CT to MR 2.15, ahead of MI's 2.22), about 4 CPU s a pair (all 12 at every step: 1.52 mm, 21 s)",
+            "(MR pairs 1.14-1.31; CT to MR 2.15, the mi preset 2.09), about 4 CPU s a pair (all 12 at every step: 1.52 mm, 21 s)",
             similarity="imse",
             optimizer="demons",
             levels=1,
