@@ -767,8 +767,10 @@ class IMSESimilarity(_Similarity):
         _check_choice(reference, REFERENCES, "reference")
         _check_choice(orientations, ORIENTATIONS, "orientations")
         network = network.eval().requires_grad_(False)
+        self._next_orientation = None  # the cycle's advance, once a demons step
         if orientations == "cycle":
             network = OrientationCycled(network, flip_average, rotation)
+            self._next_orientation = network.advance
         else:
             network = FlipAveraged(network) if flip_average else network
             network = RotationAveraged(network, rotation) if rotation != 0 else network
@@ -815,9 +817,8 @@ class IMSESimilarity(_Similarity):
             pair = fixed, fixed - 2.0 * predict(self.network, moving, fixed)
         else:
             pair = moving - 2.0 * predict(self.network, fixed, moving), moving
-        for module in self.network.modules():
-            if isinstance(module, OrientationCycled):
-                module.advance()  # the next demons step sees the next orientation
+        if self._next_orientation is not None:
+            self._next_orientation()  # the next demons step sees the next orientation
         return pair
 
 

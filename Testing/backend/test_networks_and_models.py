@@ -231,16 +231,12 @@ def test_rotation_averaging_averages_the_turned_passes_and_keeps_gradients():
             RotationAveraged(network, degrees)
 
 
-class _RasterNetwork(torch.nn.Module):
+class _RasterNetwork(_CountingNetwork):
     """Adds the raster index of each voxel (no flip or turn leaves it unchanged) to the first
     channel, and counts its calls."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
+        super().forward(x)
         return x[:, :1] + torch.arange(x[0, 0].numel(), dtype=x.dtype).reshape(x.shape[2:])
 
 
@@ -262,6 +258,22 @@ def test_orientation_cycling_runs_one_pass_a_call_and_averages_to_the_mean_of_ev
     averaged = RotationAveraged(averaged, degrees) if degrees else averaged
     assert torch.allclose(sum(outputs) / cycle, averaged(x), atol=1e-4)
     assert torch.equal(cycled(x), outputs[0])  # the cycle starts again
+
+
+def test_orientation_cycling_shows_every_slice_of_a_volume_the_same_orientation():
+    """A 2D network given a volume sees its slices one call each on the CPU (imse.evaluator.predict):
+    within a step, between advances, every slice is shown the same flip and turn."""
+
+    class PlanarRaster(_RasterNetwork):
+        dim = 2
+
+    other, reference = (torch.rand(1, 1, 3, 8, 8, generator=torch.Generator().manual_seed(seed)) for seed in (4, 5))
+    cycled = OrientationCycled(PlanarRaster(), True, 45.0)
+    cycled.advance()  # a flip and a turn
+    volume = predict(cycled, other, reference)
+    for k in range(3):
+        assert torch.allclose(volume[:, :, k], predict(cycled, other[:, :, k], reference[:, :, k]))
+    assert not torch.allclose(volume[:, :, 0], predict(PlanarRaster(), other[:, :, 0], reference[:, :, 0]))  # not the plain network
 
 
 def test_orientation_cycling_keeps_the_network_dimension_size_multiple_and_gradients():

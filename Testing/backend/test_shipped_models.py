@@ -100,8 +100,9 @@ def test_command_line_rotates_flips_and_zooms_the_evaluator_for_the_demons(tmp_p
     """``imse register --flip-average --evaluator-rotation 60 --evaluator-zoom 2
     --demons-max-step 1``: the backend's best 2D configuration from the command line (measured
     on the demo's 2D pair: 3.25 -> 1.23 mm; 1.26 without the rotations), and with the
-    orientations cycled, 60 steps averaged over the last 12 (measured: 1.25 mm, at a sixth of the work); a zoom that is not
-    positive, a rotation outside (0, 90] degrees, or the cycle with Adam, is refused before anything is written."""
+    orientations cycled, 60 steps averaged over the last 12 (measured: 1.25 mm, with a sixth of
+    the evaluator's passes); a zoom that is not positive, a rotation outside (0, 90] degrees, or
+    the cycle with Adam, is refused before anything is written."""
     from imse.cli import main
 
     pair = make_pair(dim=2, fixed_contrast="t1", moving_contrast="t2", seed=0)
