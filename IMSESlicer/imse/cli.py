@@ -27,7 +27,7 @@ from .networks import ARCHITECTURES
 from .presets import PRESETS
 from .register import OPTIMIZERS, RegistrationSettings
 from .regularization import REGULARIZERS
-from .similarity import ORIENTATIONS, RESIDUAL_SIMILARITIES, SIMILARITIES, VOXEL_SIMILARITIES, similarity_terms
+from .similarity import ORIENTATIONS, RESIDUAL_SIMILARITIES, SIMILARITIES, VOXEL_SIMILARITIES
 from .train_evaluator import RECIPES, EvaluatorTrainingConfig
 
 #: The similarities on offer: each of the library's, and MIND plus the IMSE evaluator.
@@ -251,33 +251,8 @@ def _register(args: argparse.Namespace) -> None:
     if network is None and args.refine_iterations:
         raise ImageError("--refine-iterations refines a registration network's result: give --model with a registration model.")
     similarity = args.similarity or (network.card.training.get("similarity", "mind") if network else "mind")
-    settings = RegistrationSettings(
-        similarity=similarity,
-        similarity_options=(
-            {
-                "reference": args.reference,
-                "flip_average": args.flip_average,
-                "zoom": args.evaluator_zoom,
-                "rotation": args.evaluator_rotation,
-                "orientations": args.evaluator_orientations,
-            }
-            if "imse" in similarity_terms(similarity)
-            else {}
-        ),
-        levels=args.levels if args.levels is not None else (3 if network is None else 1),
-        grid_spacing_mm=args.grid_spacing,
-        iterations=args.iterations,
-        regularization=args.regularization,
-        regularization_weight=args.regularization_weight,
-        diffeomorphic=args.diffeomorphic,
-        affine=args.affine,
-        optimizer=args.optimizer,
-        demons_iterations=args.demons_iterations,
-        demons_max_step_voxels=args.demons_max_step,
-        demons_average_last=args.demons_average_last,
-        equalize_tissue=args.equalize_tissue,
-        device=args.device,
-    )
+    levels = args.levels if args.levels is not None else (3 if network is None else 1)
+    settings = RegistrationSettings.from_options({**vars(args), "similarity": similarity, "levels": levels}, args.reference, args.device)
     if network is not None:  # --model named the network: error maps (and an imse refinement) use the default evaluator
         evaluator = _optional_evaluator(argparse.Namespace(model=None, device=args.device), fixed, required=settings.uses_evaluator)
         with _progress_reporter(args.progress, "registering") as progress:

@@ -5,9 +5,9 @@ the benchmark (README, "Which settings, in short") found better ones, and IMSE i
 registers only with its demons and test-time averaging (with Adam it barely moves a pair).
 A preset spells one of them out in full, as ``imse register`` options, so that
 ``imse register --preset NAME`` and the IMSE Registration panel's "Recommended settings"
-button give what the benchmark measured. In 3D the benchmark's MI and MIND rows run 2 levels of
-100 iterations; the presets keep the command line's 3 of 150, which gave 1.70 mm (``mi``) and
-1.78 mm (``mind-search``) on the same volumes (one-off, session 18; the rows: 1.71 and 1.77).
+button give what the benchmark measured (its rows for the presets run them as they are:
+``Testing/bench/bench_registration.py``, ``OURS``; all three translate the options into the
+engine's settings with :meth:`imse.register.RegistrationSettings.from_options`).
 This module needs no third-party package, so the panel can read it before PyTorch is installed.
 """
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -137,6 +137,43 @@ class RegistrationSettings:
     tolerance: float = 0.01
     equalize_tissue: bool = False
     device: str = "auto"
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], reference: str = "fixed", device: str = "auto") -> "RegistrationSettings":
+        """The settings that ``imse register`` options give: ``options`` maps the options'
+        argparse names (:data:`imse.presets.PRESET_OPTIONS` but the masks and the model, which
+        are not settings, and optionally ``regularization``) to their values, as the command
+        line parses them or a preset spells them out. ``reference``: which image, ``fixed`` or
+        ``moving``, is in the evaluator's trained modality. The command line, its presets and
+        the registration benchmark all translate their options here, so a preset registers the
+        same way in each."""
+        from .similarity import similarity_terms
+
+        similarity = options["similarity"]
+        evaluator_options = {
+            "reference": reference,
+            "flip_average": options["flip_average"],
+            "zoom": options["evaluator_zoom"],
+            "rotation": options["evaluator_rotation"],
+            "orientations": options["evaluator_orientations"],
+        }
+        return cls(
+            similarity=similarity,
+            similarity_options=evaluator_options if "imse" in similarity_terms(similarity) else {},
+            levels=options["levels"],
+            grid_spacing_mm=options["grid_spacing"],
+            iterations=options["iterations"],
+            regularization=options.get("regularization", cls.regularization),
+            regularization_weight=options["regularization_weight"],
+            diffeomorphic=options["diffeomorphic"],
+            affine=options["affine"],
+            optimizer=options["optimizer"],
+            demons_iterations=options["demons_iterations"],
+            demons_max_step_voxels=options["demons_max_step"],
+            demons_average_last=options["demons_average_last"],
+            equalize_tissue=options["equalize_tissue"],
+            device=device,
+        )
 
     @property
     def field_smoothing_voxels(self) -> float:

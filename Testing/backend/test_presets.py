@@ -39,6 +39,46 @@ def test_the_command_line_starts_from_the_preset_and_explicit_options_win():
     assert parsed.demons_max_step == preset["demons_max_step"] == 1.0
 
 
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_the_command_line_registers_with_the_settings_its_preset_translates_to(name, tmp_path, monkeypatch):
+    """``RegistrationSettings.from_options`` is the one translation of options into settings:
+    the command line's run of a preset gets exactly what it gives for the preset's options
+    (which is what the registration benchmark's preset rows run)."""
+    import imse.register
+
+    class Captured(Exception):
+        pass
+
+    def capture(fixed, moving, settings, *arguments, **keywords):
+        raise Captured(settings)
+
+    dim = PRESETS[name].dims[-1]
+    pair = make_pair(dim=dim, moving_contrast="t2", seed=3)
+    fixed, moving = write_image(pair.fixed, tmp_path / "fixed.nrrd"), write_image(pair.moving, tmp_path / "moving.nrrd")
+    monkeypatch.setattr(imse.register, "register_pair", capture)
+    with pytest.raises(Captured) as captured:
+        main(["register", str(fixed), str(moving), "--out", str(tmp_path / "out"), "--preset", name, "--reference", "moving", "--device", "cpu"])
+    expected = RegistrationSettings.from_options(PRESETS[name].options, reference="moving", device="cpu")
+    assert captured.value.args[0] == expected
+    options = PRESETS[name].options
+    assert (expected.similarity, expected.optimizer, expected.levels, expected.demons_max_step_voxels) == (
+        options["similarity"],
+        options["optimizer"],
+        options["levels"],
+        options["demons_max_step"],
+    )
+    if options["similarity"] == "imse":
+        assert expected.similarity_options == {
+            "reference": "moving",
+            "flip_average": options["flip_average"],
+            "zoom": options["evaluator_zoom"],
+            "rotation": options["evaluator_rotation"],
+            "orientations": options["evaluator_orientations"],
+        }
+    else:
+        assert expected.similarity_options == {}  # the evaluator's options are IMSE's alone
+
+
 def test_the_recommended_preset_follows_the_similarity_and_the_dimension():
     assert recommended_preset("imse", 2).name == "imse-2d"
     assert recommended_preset("imse", 3).name == "imse-3d"

@@ -23,7 +23,10 @@ evaluator slice by slice on a 2 mm grid, and flip-averaged and zoomed on the vol
 pick instead, when installed: elastix (itk-elastix, its default B-spline map with
 AdvancedMattesMutualInformation) and ANTs SyN (antspyx, affine then
 SyN, Mattes MI for both; it runs in its own environment, ``make ants``, and its seconds are the
-registration alone, as ANTs timed it).
+registration alone, as ANTs timed it). The rows of the presets (:mod:`imse.presets`: MI with a CT
+equalised, MIND's masked search, IMSE's best 2D and 3D rows) run them as ``imse register --preset``
+does, in the dimensions they are recommended for; the other rows of ours, the engine's defaults
+but what they change, with 3 levels of 150 Adam iterations in 2D and 2 of 100 in 3D.
 Every method's result is a displacement in mm on the fixed grid (ITK convention) and is scored
 identically: Dice of GM and WM after warping the moving labels (nearest neighbour), HD95 (mean
 of GM and WM, mm), mean end-point error against the true field, % of det J <= 0 and mean
@@ -50,14 +53,17 @@ import numpy as np
 import torch
 
 from imse import metrics, peers
+from imse.cli import AUTO_MASK
 from imse.data import Pair, load_mni_atlas, make_pair, warp_image
 from imse.demo import tissue_scores
-from imse.evaluator import installed_evaluator
+from imse.evaluator import installed_evaluator, load_evaluator
 from imse.foreground import foreground_mask
 from imse.image import Image, foreground_window
 from imse.models import list_models
-from imse.report import Panel, save_report
+from imse.presets import ENGINE_DEFAULTS, PRESETS
 from imse.register import RegistrationSettings, register_pair
+from imse.report import Panel, save_report
+from imse.similarity import similarity_terms
 from imse.train_evaluator import held_out_slab
 
 #: Pair kinds: name -> (fixed contrast, moving contrast).
@@ -72,12 +78,12 @@ IMSE_TURNS_2D = {
     "similarity": "imse",
     "optimizer": "demons",
     "levels": 1,
-    "grid_spacing_mm": 2.0,
+    "grid_spacing": 2.0,
     "flip_average": True,
     "evaluator_rotation": 60.0,
     "evaluator_zoom": 2.0,
     "demons_iterations": 30,
-    "demons_max_step_voxels": 1.0,
+    "demons_max_step": 1.0,
     "dims": (2,),
 }
 #: IMSE's best 3D row before session 18: the 2D evaluator slice by slice, flipped and zoomed.
@@ -87,58 +93,58 @@ IMSE_SLICEWISE_3D = {
     "levels": 1,
     "flip_average": True,
     "evaluator_zoom": 2.0,
-    "demons_max_step_voxels": 1.0,
-    "evaluator_dim": 2,
+    "demons_max_step": 1.0,
+    "model": "mni-t1-light-2d",
     "dims": (3,),
 }
-#: Our rows: name -> the arguments of :func:`our_method` besides the dimension and evaluator,
-#: and optionally ``dims`` (the dimensions the row runs in; default both) and ``evaluator_dim``
-#: (the installed evaluator of that dimension instead of the pair's: 2 maps volumes slice by slice).
+#: Our rows: name -> ``{"preset": NAME}`` (a preset of :mod:`imse.presets`, exactly as ``imse
+#: register --preset NAME`` runs it, in the dimensions it is recommended for), or the ``imse
+#: register`` options (argparse names, :data:`imse.presets.PRESET_OPTIONS`) that differ from the
+#: engine's defaults and the benchmark's pyramid and iterations (:data:`SETUPS`), with optionally
+#: ``dims`` (the dimensions the row runs in; default both). ``model``: the evaluator to use by
+#: name (the 2D one maps volumes slice by slice); ``None``, the installed one of the pairs'
+#: dimension. ``fixed_mask`` ``"auto"``: the fixed image's automatic foreground
+#: (:func:`imse.foreground.foreground_mask`), which needs no ground truth.
 #: IMSE's discrete search runs on the finest level alone: on the coarser ones the evaluator sees
 #: images at 2 to 4 times its training spacing and leads the search astray (2D EPE with the
 #: CPU-trained evaluator 5.20 mm with 3 levels, 3.36 with 1; with the GPU-fine-tuned one 3.06
-#: with 2 levels, 2.77 with 1). The masked row uses the fixed image's automatic foreground
-#: (:func:`imse.foreground.foreground_mask`), which needs no ground truth.
+#: with 2 levels, 2.77 with 1).
 OURS = {
     "ncc": {"similarity": "ncc"},
     "mi": {"similarity": "mi"},
-    "mi_equalized": {"similarity": "mi", "equalize_tissue": True},
+    "mi_equalized": {"preset": "mi"},
     "mind": {"similarity": "mind"},
     "imse": {"similarity": "imse"},
     "mind+imse": {"similarity": "mind+imse"},
     "mind_discrete": {"similarity": "mind", "optimizer": "discrete"},
-    "mind_discrete_masked": {"similarity": "mind", "optimizer": "discrete", "auto_mask": True},
-    "mind_discrete_fine": {"similarity": "mind", "optimizer": "discrete", "grid_spacing_mm": 1.5, "dims": (2,)},
+    "mind_discrete_masked": {"preset": "mind-search"},
+    "mind_discrete_fine": {"similarity": "mind", "optimizer": "discrete", "grid_spacing": 1.5, "dims": (2,)},
     "imse_discrete": {"similarity": "imse", "optimizer": "discrete", "levels": 1},
-    "imse_discrete_fine": {"similarity": "imse", "optimizer": "discrete", "levels": 1, "grid_spacing_mm": 1.5, "dims": (2,)},
+    "imse_discrete_fine": {"similarity": "imse", "optimizer": "discrete", "levels": 1, "grid_spacing": 1.5, "dims": (2,)},
     "imse_demons": {"similarity": "imse", "optimizer": "demons", "levels": 1},
-    "imse_demons_fine": {"similarity": "imse", "optimizer": "demons", "levels": 1, "grid_spacing_mm": 1.5, "dims": (2,)},
-    "imse_demons_fine_flips": {"similarity": "imse", "optimizer": "demons", "levels": 1, "grid_spacing_mm": 1.5, "flip_average": True, "dims": (2,)},
+    "imse_demons_fine": {"similarity": "imse", "optimizer": "demons", "levels": 1, "grid_spacing": 1.5, "dims": (2,)},
+    "imse_demons_fine_flips": {"similarity": "imse", "optimizer": "demons", "levels": 1, "grid_spacing": 1.5, "flip_average": True, "dims": (2,)},
     "imse_demons_zoom_flips": {
         "similarity": "imse",
         "optimizer": "demons",
         "levels": 1,
-        "grid_spacing_mm": 2.0,
+        "grid_spacing": 2.0,
         "flip_average": True,
         "evaluator_zoom": 2.0,
         "demons_iterations": 30,
-        "demons_max_step_voxels": 1.0,
+        "demons_max_step": 1.0,
         "dims": (2,),
     },
     "imse_demons_zoom_flips_rotations": IMSE_TURNS_2D,
     "imse_demons_zoom_flips_rotations_equalized": {**IMSE_TURNS_2D, "equalize_tissue": True},
-    "imse_demons_cycled_equalized": {
-        **IMSE_TURNS_2D,
-        "equalize_tissue": True,
-        "evaluator_orientations": "cycle",
-        "demons_iterations": 60,
-        "demons_average_last": 12,
-    },
-    "imse_demons_slicewise_fine": {"similarity": "imse", "optimizer": "demons", "levels": 1, "grid_spacing_mm": 2.0, "evaluator_dim": 2, "dims": (3,)},
+    "imse_demons_cycled_equalized": {"preset": "imse-2d"},
+    "imse_demons_slicewise_fine": {"similarity": "imse", "optimizer": "demons", "levels": 1, "grid_spacing": 2.0, "model": "mni-t1-light-2d", "dims": (3,)},
     "imse_demons_slicewise_zoom_flips": IMSE_SLICEWISE_3D,
     "imse_demons_slicewise_zoom_flips_equalized": {**IMSE_SLICEWISE_3D, "equalize_tissue": True},
-    "imse_demons_slicewise_cycled_equalized": {**IMSE_SLICEWISE_3D, "equalize_tissue": True, "evaluator_orientations": "cycle", "demons_average_last": 4},
+    "imse_demons_slicewise_cycled_equalized": {"preset": "imse-3d"},
 }
+#: The preset rows: "mi_equalized" (``mi``) and "mind_discrete_masked" (``mind-search``) run, in
+#: 3D, the engine's 3 levels of at most 150 iterations where the other 3D rows run 2 of 100.
 #: The 2D "_fine" rows register the 2 mm 2D pairs on a 1.5 mm grid, where the 2D evaluator scores
 #: them better (chosen on 21 other pairs: IMSE 2.60 mm at 2 mm, 2.33 at 1.5, 2.31 at 1.25, 2.44
 #: at 1); MIND's row, on the same grid, shows what the finer grid gives the other similarity.
@@ -209,6 +215,10 @@ METHOD_NAMES = {
     "ants": "ANTs SyN (Mattes MI)",
     "truth": "True field (what a perfect registration reaches)",
 }
+#: The rows a full run pictures (a picture of every row is too wide to read): Initial, each
+#: similarity's recommended preset, IMSE with Adam and its network, and the peers. A run of
+#: chosen rows (``--methods``) pictures them all.
+PICTURED = ("initial", "mi_equalized", "mind_discrete_masked", "imse", "imse_demons_cycled_equalized", "imse_demons_slicewise_cycled_equalized", "imse_network", "elastix", "ants")
 COLUMNS = ("dice_gm", "dice_wm", "hd95_mm", "epe_mm", "folding_percent", "mean_grad", "imse_error", "seconds", "cpu_seconds")
 ANTS_MISSING = "not installed (make ants builds its own environment: antspyx 0.6.3 pins numpy < 2.4 and scipy < 1.16)"
 
@@ -235,56 +245,30 @@ def pairs(dim: int, pairs_per_kind: int) -> list[tuple[str, int, Pair]]:
     return cases
 
 
-def our_method(
-    dim: int,
-    evaluator,
-    similarity: str,
-    optimizer: str = "adam",
-    levels: int | None = None,
-    auto_mask: bool = False,
-    grid_spacing_mm: float | None = None,
-    flip_average: bool = False,
-    evaluator_rotation: float = 0.0,
-    evaluator_zoom: float = 1.0,
-    demons_iterations: int = RegistrationSettings.demons_iterations,
-    demons_max_step_voxels: float = RegistrationSettings.demons_max_step_voxels,
-    evaluator_orientations: str = "average",
-    demons_average_last: int = 0,
-    equalize_tissue: bool = False,
-) -> Method:
-    """Our optimisation with ``similarity``, ``optimizer`` and the engine's default settings,
-    with the benchmark's iterations and pyramid (or ``levels``), with ``auto_mask`` the fixed
-    image's automatic foreground mask, on a grid of ``grid_spacing_mm`` when given, with
-    ``flip_average`` the evaluator averaged over flips (and over in-plane rotations by
-    +-``evaluator_rotation`` degrees; with ``evaluator_orientations`` "cycle", one of them a
-    demons step) and shown the images zoomed by ``evaluator_zoom``, and
-    ``demons_iterations`` demons steps of at most ``demons_max_step_voxels`` (the field
-    averaged over the last ``demons_average_last``), with
-    ``equalize_tissue`` a CT-like image's tissue histogram-equalised. IMSE puts the T1
-    image (the evaluator's trained modality) in the evaluator's reference channel."""
+def row_options(dim: int, row: dict) -> tuple[dict, tuple[int, ...]]:
+    """A row of :data:`OURS` as every ``imse register`` option of :data:`imse.presets.PRESET_OPTIONS` (the
+    benchmark's pyramid and iterations of ``dim`` where the row says nothing), and the
+    dimensions it runs in."""
+    if "preset" in row:
+        preset = PRESETS[row["preset"]]
+        return preset.options, preset.dims
+    setup = {"levels": SETUPS[dim]["levels"], "iterations": SETUPS[dim]["iterations"]}
+    options = {**ENGINE_DEFAULTS, **setup, **{name: value for name, value in row.items() if name != "dims"}}
+    return options, row.get("dims", (2, 3))
+
+
+def our_method(options: dict, evaluator) -> Method:
+    """Our registration with ``options`` (every ``imse register`` option of
+    :data:`imse.presets.PRESET_OPTIONS`, translated into the engine's settings as the command line does,
+    :meth:`RegistrationSettings.from_options`; ``fixed_mask`` ``"auto"``: the fixed image's
+    foreground, timed with the registration) and ``evaluator`` (for IMSE, else ``None``). IMSE
+    puts the T1 image (the evaluator's trained modality) in the evaluator's reference channel."""
 
     def run(pair: Pair) -> tuple[Image, float]:
         reference = "fixed" if pair.fixed_contrast == "t1" else "moving"
-        options = (
-            {"reference": reference, "flip_average": flip_average, "rotation": evaluator_rotation, "zoom": evaluator_zoom, "orientations": evaluator_orientations}
-            if "imse" in similarity
-            else {}
-        )
-        settings = RegistrationSettings(
-            similarity=similarity,
-            similarity_options=options,
-            levels=levels or SETUPS[dim]["levels"],
-            grid_spacing_mm=grid_spacing_mm,
-            iterations=SETUPS[dim]["iterations"],
-            optimizer=optimizer,
-            demons_iterations=demons_iterations,
-            demons_max_step_voxels=demons_max_step_voxels,
-            demons_average_last=demons_average_last,
-            equalize_tissue=equalize_tissue,
-            device="cpu",
-        )
+        settings = RegistrationSettings.from_options(options, reference, device="cpu")
         started = time.perf_counter()
-        fixed_mask = foreground_mask(pair.fixed) if auto_mask else None
+        fixed_mask = foreground_mask(pair.fixed) if options["fixed_mask"] == AUTO_MASK else None
         masking_seconds = time.perf_counter() - started
         result = register_pair(pair.fixed, pair.moving, settings, fixed_mask=fixed_mask, evaluator=evaluator)
         return result.displacement, result.seconds + masking_seconds
@@ -329,17 +313,20 @@ def methods(dim: int, threads: int, evaluator) -> dict[str, Method | str]:
     or the reason it has no figures; ``evaluator``: the installed one (in 3D, the 2D one when no
     3D evaluator is installed) or None."""
     rows: dict[str, Method | str] = {}
+    named_evaluators = {}  # loaded only for a row that runs
     for name, row in OURS.items():
-        if dim not in row.get("dims", (2, 3)):
+        options, dims = row_options(dim, row)
+        if dim not in dims:
             rows[name] = f"{dim}D: not run (see OURS)"
-            continue
-        arguments = {key: value for key, value in row.items() if key not in ("dims", "evaluator_dim")}
-        evaluator_dim = row.get("evaluator_dim", dim)
-        row_evaluator = evaluator if evaluator_dim == dim else installed_evaluator(evaluator_dim)  # loaded only for a row that runs
-        if row_evaluator is None and "imse" in arguments["similarity"]:
-            rows[name] = f"no {evaluator_dim}D evaluator installed"
+        elif "imse" not in similarity_terms(options["similarity"]):
+            rows[name] = our_method(options, None)
+        elif options["model"] is None and evaluator is None:
+            rows[name] = f"no {dim}D evaluator installed"
         else:
-            rows[name] = our_method(dim, row_evaluator, **arguments)
+            model = options["model"]
+            if model is not None and model not in named_evaluators:
+                named_evaluators[model] = load_evaluator(model, dim)
+            rows[name] = our_method(options, named_evaluators[model] if model else evaluator)
     rows["imse_network"] = network_method(dim)
     rows["elastix"] = elastix_method(threads) if peers.elastix_available() else "not installed (pip install 'imse[bench]')"
     rows["ants"] = ants_method(threads) if peers.ants_available() else ANTS_MISSING
@@ -373,8 +360,9 @@ def run_dimension(
     dim: int, threads: int, out: Path, pairs_per_kind: int | None = None, only: tuple[str, ...] | None = None, log=print
 ) -> tuple[list[dict], dict[str, str]]:
     """Register every pair of ``dim`` with every installed method (or the methods named in
-    ``only``) and save a picture of the first pair of each kind under ``out``. Returns one row
-    per (pair, method), and the reasons of the rows that have no figures."""
+    ``only``) and save a picture of the first pair of each kind under ``out`` (of the methods
+    in ``only``, else of :data:`PICTURED`). Returns one row per (pair, method), and the
+    reasons of the rows that have no figures."""
     evaluator = installed_evaluator(dim, slicewise=True)
     rows_by_method = methods(dim, threads, evaluator)
     if only is not None:
@@ -393,7 +381,8 @@ def run_dimension(
             displacement, seconds = method(pair)
             cpu_seconds = cpu_time() - cpu_started
             found[name] = {**score(pair, displacement, seconds, evaluator), "cpu_seconds": cpu_seconds}
-            displacements[name] = displacement
+            if only is not None or name in PICTURED:
+                displacements[name] = displacement
         found["truth"] = {**score(pair, pair.displacement, 0.0, evaluator), "cpu_seconds": 0.0}
         if index == 0:
             examples[kind] = (pair, displacements)
