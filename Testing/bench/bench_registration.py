@@ -60,7 +60,7 @@ from imse.evaluator import installed_evaluator, load_evaluator
 from imse.foreground import foreground_mask
 from imse.image import Image, foreground_window
 from imse.models import list_models
-from imse.presets import ENGINE_DEFAULTS, PRESETS
+from imse.presets import ENGINE_DEFAULTS, PRESET_OPTIONS, PRESETS
 from imse.register import RegistrationSettings, register_pair
 from imse.report import Panel, save_report
 from imse.similarity import similarity_terms
@@ -252,6 +252,9 @@ def row_options(dim: int, row: dict) -> tuple[dict, tuple[int, ...]]:
     if "preset" in row:
         preset = PRESETS[row["preset"]]
         return preset.options, preset.dims
+    unknown = set(row) - set(PRESET_OPTIONS) - {"dims"}
+    if unknown:
+        raise ValueError(f"Unknown options {sorted(unknown)} in a row of OURS: use imse register's argparse names ({', '.join(PRESET_OPTIONS)})")
     setup = {"levels": SETUPS[dim]["levels"], "iterations": SETUPS[dim]["iterations"]}
     options = {**ENGINE_DEFAULTS, **setup, **{name: value for name, value in row.items() if name != "dims"}}
     return options, row.get("dims", (2, 3))
