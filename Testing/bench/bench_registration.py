@@ -246,9 +246,10 @@ def pairs(dim: int, pairs_per_kind: int) -> list[tuple[str, int, Pair]]:
 
 
 def row_options(dim: int, row: dict) -> tuple[dict, tuple[int, ...]]:
-    """A row of :data:`OURS` as every ``imse register`` option of :data:`imse.presets.PRESET_OPTIONS` (the
-    benchmark's pyramid and iterations of ``dim`` where the row says nothing), and the
-    dimensions it runs in."""
+    """A row of :data:`OURS` as every ``imse register`` option of
+    :data:`imse.presets.PRESET_OPTIONS` (the benchmark's pyramid and iterations of ``dim`` where
+    the row says nothing), and the dimensions it runs in; a row naming another option is
+    refused."""
     if "preset" in row:
         preset = PRESETS[row["preset"]]
         return preset.options, preset.dims
@@ -262,10 +263,11 @@ def row_options(dim: int, row: dict) -> tuple[dict, tuple[int, ...]]:
 
 def our_method(options: dict, evaluator) -> Method:
     """Our registration with ``options`` (every ``imse register`` option of
-    :data:`imse.presets.PRESET_OPTIONS`, translated into the engine's settings as the command line does,
-    :meth:`RegistrationSettings.from_options`; ``fixed_mask`` ``"auto"``: the fixed image's
-    foreground, timed with the registration) and ``evaluator`` (for IMSE, else ``None``). IMSE
-    puts the T1 image (the evaluator's trained modality) in the evaluator's reference channel."""
+    :data:`imse.presets.PRESET_OPTIONS`, translated into the engine's settings as the command
+    line does, :meth:`RegistrationSettings.from_options`; ``fixed_mask`` ``"auto"``: the fixed
+    image's foreground, timed with the registration) and ``evaluator`` (for IMSE, else
+    ``None``). IMSE puts the T1 image (the evaluator's trained modality) in the evaluator's
+    reference channel."""
 
     def run(pair: Pair) -> tuple[Image, float]:
         reference = "fixed" if pair.fixed_contrast == "t1" else "moving"
@@ -316,7 +318,7 @@ def methods(dim: int, threads: int, evaluator) -> dict[str, Method | str]:
     or the reason it has no figures; ``evaluator``: the installed one (in 3D, the 2D one when no
     3D evaluator is installed) or None."""
     rows: dict[str, Method | str] = {}
-    named_evaluators = {}  # loaded only for a row that runs
+    named_evaluators = {}  # an evaluator named by rows (``model``), loaded once
     for name, row in OURS.items():
         options, dims = row_options(dim, row)
         if dim not in dims:
