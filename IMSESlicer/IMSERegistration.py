@@ -85,8 +85,8 @@ class IMSERegistrationParameterNode:
     maximum step in voxels and how many last steps their field is averaged over; regularisation
     weight with 0 meaning the similarity's default; diffeomorphic, affine, a CT's tissue
     histogram-equalised, the evaluator averaged over flips and in-plane rotations (degrees, 0:
-    none) or shown them one per demons step in turn (cycleOrientations), its zoom and the
-    evaluator itself (IMSE choices; empty: the installed one of the volumes' dimension), device,
+    none) or shown them one per demons step in turn (cycleOrientations), a 2D evaluator shown
+    a volume's slices across all three axes (sliceAllAxes), its zoom and the evaluator itself (IMSE choices; empty: the installed one of the volumes' dimension), device,
     model: the registration network of network mode) and outputs (transform, warped volume; new
     nodes when empty)."""
 
@@ -113,6 +113,7 @@ class IMSERegistrationParameterNode:
     evaluatorZoom: Annotated[float, WithinRange(0.25, 4.0)] = 1.0
     evaluatorRotation: Annotated[float, WithinRange(0.0, 90.0)] = 0.0
     cycleOrientations: bool = False
+    sliceAllAxes: bool = False
     evaluator: str = ""
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
     model: str = ""
@@ -179,6 +180,7 @@ class IMSERegistrationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWid
         self.ui.demonsIterationsSpinBox.enabled = self.ui.demonsMaxStepSpinBox.enabled = demons  # the demons' schedule
         self.ui.demonsAverageLastSpinBox.enabled = demons
         self.ui.cycleOrientationsCheckBox.enabled = demons and uses_evaluator  # one orientation a demons step
+        self.ui.sliceAllAxesCheckBox.enabled = uses_evaluator and bool(parameters.fixedVolume) and volume_dimension(parameters.fixedVolume) == 3
         if not self.controller.running:
             if not ready:
                 self.ui.applyButton.toolTip = _("Choose a fixed and a moving volume (and, in network mode, a registration network).")
@@ -246,6 +248,7 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
         parameters.evaluatorZoom = options["evaluator_zoom"]
         parameters.evaluatorRotation = options["evaluator_rotation"]
         parameters.cycleOrientations = options["evaluator_orientations"] == "cycle"
+        parameters.sliceAllAxes = options["evaluator_slice_axes"] == "all"
         parameters.evaluator = options["model"] or ""
         parameters.autoFixedMask = options["fixed_mask"] == "auto"
 
@@ -296,6 +299,7 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
                 arguments += ["--evaluator-zoom", str(parameters.evaluatorZoom)] if parameters.evaluatorZoom != 1.0 else []
                 arguments += ["--evaluator-rotation", str(parameters.evaluatorRotation)] if parameters.evaluatorRotation > 0 else []
                 arguments += ["--evaluator-orientations", "cycle"] if parameters.cycleOrientations and optimizer == "demons" else []
+                arguments += ["--evaluator-slice-axes", "all"] if parameters.sliceAllAxes and not planar else []
             if parameters.mode == "network":
                 arguments += ["--model", parameters.model, "--refine-iterations", str(parameters.iterations)]
             elif parameters.evaluator:  # the imse similarity's and the error maps' evaluator

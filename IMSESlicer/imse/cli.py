@@ -27,7 +27,7 @@ from .networks import ARCHITECTURES
 from .presets import PRESETS
 from .register import OPTIMIZERS, RegistrationSettings
 from .regularization import REGULARIZERS
-from .similarity import ORIENTATIONS, RESIDUAL_SIMILARITIES, SIMILARITIES, VOXEL_SIMILARITIES
+from .similarity import ORIENTATIONS, RESIDUAL_SIMILARITIES, SIMILARITIES, SLICE_AXES, VOXEL_SIMILARITIES
 from .train_evaluator import RECIPES, EvaluatorTrainingConfig
 
 #: The similarities on offer: each of the library's, and MIND plus the IMSE evaluator.
@@ -275,6 +275,7 @@ def _register(args: argparse.Namespace) -> None:
         "evaluator_zoom": settings.similarity_options.get("zoom") if optimised else None,
         "evaluator_rotation_deg": settings.similarity_options.get("rotation") if optimised else None,
         "evaluator_orientations": settings.similarity_options.get("orientations") if optimised else None,
+        "evaluator_slice_axes": settings.similarity_options.get("slice_axes") if optimised else None,
         "demons_iterations": settings.demons_iterations if demons else None,
         "demons_max_step_voxels": settings.demons_max_step_voxels if demons else None,
         "demons_average_last": settings.demons_average_last if demons else None,
@@ -662,6 +663,16 @@ def build_parser(register_defaults: dict | None = None) -> argparse.ArgumentPars
         help=(
             "imse with --optimizer demons: show the evaluator the flips and turns above all at every step and average them, or one a "
             "step in turn (cycle: the work of one pass, the demons average them over their steps) (default: %(default)s)"
+        ),
+    )
+    register.add_argument(
+        "--evaluator-slice-axes",
+        choices=tuple(SLICE_AXES),
+        default="first",
+        help=(
+            "imse with a 2D evaluator on volumes: show it their slices across the first array axis only, or across each of the three "
+            "(all: their mean, 3 times the work, or one axis a demons step with --evaluator-orientations cycle; for isotropic grids) "
+            "(default: %(default)s)"
         ),
     )
     register.add_argument(

@@ -29,11 +29,12 @@ from .networks import evaluator_fits, network_dimension, pad_to_multiple, size_m
 DEFAULT_EVALUATORS = {2: "mni-t1-light-2d", 3: "mni-t1-light-3d"}
 
 
-def predict(network: torch.nn.Module, other: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+def predict(network: torch.nn.Module, other: torch.Tensor, reference: torch.Tensor, slice_axis: int = 0) -> torch.Tensor:
     """Signed evaluator output ``E([other, reference])``, ``[N, 1, *spatial]``, for inputs
     ``[N, 1, *spatial]`` normalised to [-1, 1] (padded internally to the network's multiple).
-    A 2D network given volumes ``[N, 1, D, H, W]`` sees their ``D`` slices ``[H, W]``: as one
-    batch on a GPU, one at a time on the CPU. There one batch of every slice allocates
+    A 2D network given volumes ``[N, 1, D, H, W]`` sees their slices across spatial axis
+    ``slice_axis`` (0: the ``D`` slices ``[H, W]``; 1: ``[D, W]``; 2: ``[D, H]``, the other two
+    axes in their order): as one batch on a GPU, one at a time on the CPU. There one batch of every slice allocates
     activations so large that the C allocator maps and unmaps their memory at every call: a
     volume's demons steps with the flip-averaged, zoomed 2D evaluator spent 40 % of their time
     in the kernel (and twice the memory) that way (README, "Registration benchmark")."""
@@ -42,6 +43,9 @@ def predict(network: torch.nn.Module, other: torch.Tensor, reference: torch.Tens
             f"The two images must be on the same grid; got shapes {tuple(other.shape)} and "
             f"{tuple(reference.shape)}. Resample one onto the other first."
         )
+    if other.dim() == 5 and network_dimension(network) == 2 and slice_axis != 0:
+        across = lambda volume: volume.movedim(2 + slice_axis, 2)  # noqa: E731
+        return predict(network, across(other), across(reference)).movedim(2, 2 + slice_axis)
     if other.dim() == 5 and network_dimension(network) == 2:
         batch, depth = other.shape[0], other.shape[2]
         as_slices = lambda volume: volume.transpose(1, 2).reshape(batch * depth, 1, *volume.shape[3:])  # noqa: E731

@@ -156,6 +156,7 @@ class RegistrationSettings:
             "zoom": options["evaluator_zoom"],
             "rotation": options["evaluator_rotation"],
             "orientations": options["evaluator_orientations"],
+            "slice_axes": options["evaluator_slice_axes"],
         }
         return cls(
             similarity=similarity,
@@ -429,6 +430,7 @@ def check_registration_inputs(fixed: Image, moving: Image, fixed_mask, moving_ma
             raise ImageError(f"The {name} mask is empty; give a mask that covers the anatomy or none.")
     _check_optimizer(settings)
     _check_grid_spacing(settings.grid_spacing_mm, fixed)
+    _check_slice_axes(settings, fixed)
     if settings.uses_evaluator:
         if evaluator is None:
             raise ImageError("The 'imse' similarity needs an evaluator model (see 'imse models').")
@@ -454,6 +456,25 @@ def _check_grid_spacing(grid_spacing_mm, fixed: Image) -> None:
     if voxels > 2**28:
         raise ImageError(
             f"A {grid_spacing_mm} mm grid over the fixed image would hold {voxels:.3g} voxels; choose a coarser grid spacing."
+        )
+
+
+#: The most anisotropic finest grid (longest over shortest voxel side) on which a 2D evaluator
+#: may see a volume's slices across all its axes: across the other axes they have that aspect.
+MAX_SLICE_ASPECT = 1.5
+
+
+def _check_slice_axes(settings: RegistrationSettings, fixed: Image) -> None:
+    """Raise ImageError when IMSE would show a 2D evaluator slices across every axis of a
+    volume whose finest registration grid is anisotropic (the slices would be stretched)."""
+    if settings.similarity_options.get("slice_axes", "first") == "first" or fixed.dim != 3:
+        return
+    spacing = np.broadcast_to(np.asarray(settings.grid_spacing_mm if settings.grid_spacing_mm is not None else fixed.geometry.spacing, dtype=float), (3,))
+    if spacing.max() / spacing.min() > MAX_SLICE_ASPECT:
+        raise ImageError(
+            f"The registration grid's voxels are {' x '.join(f'{value:g}' for value in spacing)} mm: slices across all three "
+            "axes would show the evaluator stretched images. Register on an isotropic grid (--grid-spacing MM), or "
+            "slice across the first axis only (--evaluator-slice-axes first)."
         )
 
 

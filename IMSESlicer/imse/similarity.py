@@ -62,6 +62,10 @@ REFERENCES = ("fixed", "moving")
 #: How the IMSE similarity shows the evaluator its flips and turns: all of them at every call
 #: (their mean), or one a demons step in turn (:class:`~imse.networks.OrientationCycled`).
 ORIENTATIONS = ("average", "cycle")
+#: How a 2D evaluator sees volumes: slices across their first spatial axis, or across each of
+#: their three axes (averaged, or one axis a demons step with the orientations cycled). The
+#: shipped 2D evaluator was trained on slices across all three axes of the MNI volume.
+SLICE_AXES = {"first": (0,), "all": (0, 1, 2)}
 #: Tolerance on the [-1, 1] range that the evaluator's inputs must respect.
 IMSE_RANGE_TOLERANCE = 1e-3
 
@@ -565,6 +569,7 @@ def imse(
     reference: str = "fixed",
     both_orders: bool = False,
     reduction: str = "mean",
+    slice_axes: Sequence[int] = (0,),
 ) -> torch.Tensor:
     """The IMSE similarity: the mean magnitude ``|E([other, reference])|`` of a frozen evaluator
     ``network``'s signed output (:func:`imse.evaluator.predict`), ``>= 0``, 0 for a perfect
@@ -573,8 +578,9 @@ def imse(
     ``reference`` says which image is in the evaluator's trained modality and goes in channel 1:
     ``"fixed"`` (channel order ``[moving, fixed]``) or ``"moving"`` (``[fixed, moving]``).
     ``both_orders`` averages ``|E|`` over the two channel orders, for evaluators trained on both
-    modalities. A 2D evaluator compares 3D images slice by slice along their first spatial
-    axis. Both images must already be normalised to [-1, 1]
+    modalities. A 2D evaluator compares 3D images slice by slice across their first spatial
+    axis, or across each of ``slice_axes`` with its output averaged (:func:`predict_across`).
+    Both images must already be normalised to [-1, 1]
     (:func:`imse.image.normalize_intensity`), as in training. The network sees the whole images
     (its receptive field crosses a mask's border); the mask weights ``|E|``. Gradients flow to
     both images; put the network in ``eval()`` mode and freeze it
@@ -582,17 +588,26 @@ def imse(
 
     Reference: Kong et al., "Indescribable Multi-modal Spatial Evaluator", CVPR 2023.
     """
-    from .evaluator import predict  # imported here: the evaluator module pulls in SimpleITK
-
     _check_choice(reduction, VOXEL_REDUCTIONS, "reduction")
     _check_choice(reference, REFERENCES, "reference")
     _check_evaluator_inputs(fixed, moving, network)
     mask = _check_mask(mask, fixed)
     other, trained = (moving, fixed) if reference == "fixed" else (fixed, moving)
-    magnitude = predict(network, other, trained).abs()
+    magnitude = predict_across(network, other, trained, slice_axes).abs()
     if both_orders:
-        magnitude = 0.5 * (magnitude + predict(network, trained, other).abs())
+        magnitude = 0.5 * (magnitude + predict_across(network, trained, other, slice_axes).abs())
     return _reduce_voxels(magnitude, mask, reduction)
+
+
+def predict_across(network: nn.Module, other: torch.Tensor, reference: torch.Tensor, slice_axes: Sequence[int]) -> torch.Tensor:
+    """The evaluator's signed output (:func:`imse.evaluator.predict`), ``[N, 1, *spatial]``; a
+    2D network given volumes sees their slices across each spatial axis of ``slice_axes`` (0, 1,
+    2: D, H, W), and the outputs are averaged. One pass for images, and for a 3D network."""
+    from .evaluator import predict  # imported here: the evaluator module pulls in SimpleITK
+
+    if other.dim() != 5 or network_dimension(network) != 2:
+        return predict(network, other, reference)
+    return torch.stack([predict(network, other, reference, axis) for axis in slice_axes]).mean(0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -745,7 +760,12 @@ class IMSESimilarity(_Similarity):
     ``"cycle"`` shows the evaluator those flips and turns one a demons step, in turn, instead of
     their mean at every call (:class:`~imse.networks.OrientationCycled`: the work of one pass;
     each :meth:`in_common_modality` call, one a step, moves on to the next orientation, and the
-    demons average them over their steps)."""
+    demons average them over their steps). ``slice_axes`` (:data:`SLICE_AXES`) ``"all"`` shows
+    a 2D evaluator a volume's slices across each of its three axes, not the first alone: their
+    mean at every call, 3 times the work, or with ``orientations`` ``"cycle"`` one axis a step,
+    advancing with the flips and turns (4 flips and 3 axes: 12 steps show every combination;
+    with turns, each axis keeps one turn). No effect on images; refused with a 3D evaluator.
+    Slices across a volume's other axes have its voxels' aspect: use it on isotropic grids."""
 
     def __init__(
         self,
@@ -756,6 +776,7 @@ class IMSESimilarity(_Similarity):
         zoom: float = 1.0,
         rotation: float = 0.0,
         orientations: str = "average",
+        slice_axes: str = "first",
         reduction: str = "mean",
     ) -> None:
         super().__init__(reduction)
@@ -766,6 +787,12 @@ class IMSESimilarity(_Similarity):
             )
         _check_choice(reference, REFERENCES, "reference")
         _check_choice(orientations, ORIENTATIONS, "orientations")
+        _check_choice(slice_axes, tuple(SLICE_AXES), "slice_axes")
+        if slice_axes != "first" and network_dimension(network) == 3:
+            raise ImageError(
+                "Slicing volumes across all their axes is for a 2D evaluator, and this one is 3D: "
+                "leave slice_axes at 'first', or register with a 2D evaluator."
+            )
         network = network.eval().requires_grad_(False)
         self._next_orientation = None  # the cycle's advance, once a demons step
         if orientations == "cycle":
@@ -777,6 +804,7 @@ class IMSESimilarity(_Similarity):
         self.network = Zoomed(network, zoom) if zoom != 1 else network
         self.reference, self.both_orders, self.flip_average = reference, both_orders, flip_average
         self.zoom, self.rotation, self.orientations = float(zoom), float(rotation), orientations
+        self.slice_axes, self._steps = slice_axes, 0  # demons steps so far, for the cycle's axis
 
     def train(self, mode: bool = True) -> "IMSESimilarity":
         """The evaluator stays in eval mode whatever the mode of the enclosing model."""
@@ -792,11 +820,12 @@ class IMSESimilarity(_Similarity):
             "zoom": self.zoom,
             "rotation": self.rotation,
             "orientations": self.orientations,
+            "slice_axes": self.slice_axes,
         }
         return {**options, **super()._options()}
 
     def forward(self, fixed: torch.Tensor, moving: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return imse(fixed, moving, self.network, mask, self.reference, self.both_orders, self.reduction)
+        return imse(fixed, moving, self.network, mask, self.reference, self.both_orders, self.reduction, SLICE_AXES[self.slice_axes])
 
     @torch.no_grad()
     def in_common_modality(self, fixed: torch.Tensor, moving: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -805,20 +834,22 @@ class IMSESimilarity(_Similarity):
         the other one as the evaluator sees it there, ``reference - 2 E([other, reference])``
         (the reference-guided translation, unclamped), so that ``fixed - moving`` is ``2 E`` or
         ``-2 E``. Inputs as for :func:`imse`."""
-        from .evaluator import predict  # imported here: the evaluator module pulls in SimpleITK
-
         if self.both_orders:
             raise ImageError(
                 "The demons need the pair in one modality, and both_orders averages two: register with "
                 "reference 'fixed' or 'moving' alone, or with another optimizer."
             )
         _check_evaluator_inputs(fixed, moving, self.network)
+        axes = SLICE_AXES[self.slice_axes]
+        if self._next_orientation is not None:  # cycling: this step's axis alone
+            axes = (axes[self._steps % len(axes)],)
         if self.reference == "fixed":
-            pair = fixed, fixed - 2.0 * predict(self.network, moving, fixed)
+            pair = fixed, fixed - 2.0 * predict_across(self.network, moving, fixed, axes)
         else:
-            pair = moving - 2.0 * predict(self.network, fixed, moving), moving
+            pair = moving - 2.0 * predict_across(self.network, fixed, moving, axes), moving
         if self._next_orientation is not None:
             self._next_orientation()  # the next demons step sees the next orientation
+            self._steps += 1
         return pair
 
 

@@ -12,6 +12,8 @@ from imse.demons import demons_force
 from imse.errors import ImageError
 from imse.evaluator import predict
 from imse.field import index_gradient
+from imse.geometry import Geometry
+from imse.image import Image
 from imse.networks import FlipAveraged, RotationAveraged, Zoomed, build_network
 from imse.register import RegistrationSettings, register_pair
 from imse.similarity import RESIDUAL_SIMILARITIES, build_similarity
@@ -92,6 +94,15 @@ def test_imse_gives_the_pair_in_its_trained_modality():
     assert torch.allclose(sum(residuals) / 12, expected, atol=1e-5) and "orientations='cycle'" in repr(cycled)
     with pytest.raises(ImageError, match="positive factor"):
         build_similarity("imse", network=network, zoom=0.0)
+    volume_fixed, volume_moving = fixed.expand(1, 1, 6, *fixed.shape[2:]).contiguous(), moving.expand(1, 1, 6, *moving.shape[2:]).contiguous()
+    volume_fixed = volume_fixed * torch.linspace(0.5, 1.0, 6).view(1, 1, 6, 1, 1)  # the slices differ along every axis
+    axes_cycled = build_similarity("imse", network=network, reference="fixed", flip_average=True, orientations="cycle", slice_axes="all")
+    residuals = [torch.sub(*axes_cycled.in_common_modality(volume_fixed, volume_moving)) for _ in range(12)]  # 4 flips x 3 axes
+    every_axis = build_similarity("imse", network=network, reference="fixed", flip_average=True, slice_axes="all")
+    assert torch.allclose(sum(residuals) / 12, torch.sub(*every_axis.in_common_modality(volume_fixed, volume_moving)), atol=1e-5)
+    first_axis = build_similarity("imse", network=network, reference="fixed", flip_average=True, orientations="cycle")
+    assert torch.allclose(torch.sub(*first_axis.in_common_modality(volume_fixed, volume_moving)), residuals[0], atol=1e-6)  # step 0: axis 0
+    assert not torch.allclose(residuals[1], torch.sub(*first_axis.in_common_modality(volume_fixed, volume_moving)), atol=1e-4)  # step 1: axis 1
     with pytest.raises(ImageError, match="orientations"):
         build_similarity("imse", network=network, orientations="random")
     mse = build_similarity("mse")
@@ -124,6 +135,20 @@ def test_demons_average_the_field_over_their_last_steps():
     averaged = field(demons_iterations=5, demons_average_last=3)
     assert np.allclose(averaged, np.mean([field(demons_iterations=steps) for steps in (3, 4, 5)], axis=0), atol=1e-5)
     assert np.abs(averaged - last).max() > 1e-3 and np.array_equal(field(demons_iterations=5, demons_average_last=1), last)
+
+
+def test_slices_across_every_axis_are_refused_on_an_anisotropic_grid():
+    """A 2D evaluator shown a volume's slices across all three axes would see stretched images
+    where the voxels are anisotropic: refused, with what to do; an isotropic grid passes."""
+    pair = make_pair(dim=3, moving_contrast="t2", spacing_mm=4.0, seed=15)
+    stretched = Geometry((4.0, 4.0, 8.0), pair.fixed.geometry.origin, pair.fixed.geometry.direction)
+    fixed, moving = Image(pair.fixed.array, stretched), Image(pair.moving.array, stretched)
+    settings = RegistrationSettings(similarity="imse", similarity_options={"slice_axes": "all"}, **DEMONS)
+    with pytest.raises(ImageError, match="isotropic grid"):
+        register_pair(fixed, moving, settings, progress=lambda *_: pytest.fail("work started"))
+    settings.grid_spacing_mm = 4.0  # the check passes: the next one asks for the evaluator
+    with pytest.raises(ImageError, match="needs an evaluator"):
+        register_pair(fixed, moving, settings, progress=lambda *_: pytest.fail("work started"))
 
 
 @pytest.mark.parametrize(

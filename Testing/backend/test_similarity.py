@@ -293,6 +293,33 @@ def test_a_2d_evaluator_compares_volumes_slice_by_slice(images_3d):
     assert sim.imse(fixed, moving, network).item() == pytest.approx(stacked.abs().mean().item(), rel=1e-6)
 
 
+@pytest.mark.parametrize("axis", [1, 2])
+def test_a_2d_evaluator_can_slice_volumes_across_their_other_axes(images_3d, axis):
+    """Across spatial axis 1 (H) the network sees the [D, W] slices, across axis 2 the [D, H]
+    ones, the other two axes in their order; ``slice_axes`` averages the axes' maps."""
+    from imse.evaluator import predict
+
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Conv2d(2, 1, 3, padding=1), torch.nn.Tanh())  # in-plane neighbours: the slicing shows
+    fixed, moving = images_3d["t1"], translate(images_3d["t2"], (1.0, 0.0, 2.0)).clamp(-1, 1)
+    take = lambda volume, k: volume.select(2 + axis, k)  # noqa: E731  [N, 1, D, W] or [N, 1, D, H]
+    stacked = torch.stack([predict(network, take(moving, k), take(fixed, k)) for k in range(fixed.shape[2 + axis])], dim=2 + axis)
+    across = predict(network, moving, fixed, slice_axis=axis)
+    torch.testing.assert_close(across, stacked)
+    assert not torch.allclose(across, predict(network, moving, fixed))  # not the first axis's slices
+    mean = sum(predict(network, moving, fixed, slice_axis=k) for k in range(3)) / 3
+    torch.testing.assert_close(sim.predict_across(network, moving, fixed, (0, 1, 2)), mean)
+    assert sim.IMSESimilarity(network, slice_axes="all")(fixed, moving).item() == pytest.approx(mean.abs().mean().item(), rel=1e-5)
+    torch.testing.assert_close(sim.predict_across(network, moving[:, :, 0], fixed[:, :, 0], (0, 1, 2)), predict(network, moving[:, :, 0], fixed[:, :, 0]))  # images: one pass
+
+
+def test_slicing_across_all_axes_is_refused_with_a_3d_evaluator():
+    with pytest.raises(ImageError, match="2D evaluator"):
+        sim.IMSESimilarity(toy_evaluator(3), slice_axes="all")
+    with pytest.raises(ImageError, match="slice_axes"):
+        sim.IMSESimilarity(toy_evaluator(2), slice_axes="diagonal")
+
+
 def test_imse_checks_its_inputs(images_2d):
     t1 = images_2d["t1"]
     network = toy_evaluator(2)

@@ -209,7 +209,7 @@ METHOD_NAMES = {
     "imse_demons_slicewise_fine": "IMSE (demons, finest level only, on a 2 mm grid, the 2D evaluator slice by slice)",
     "imse_demons_slicewise_zoom_flips": "IMSE (demons, finest level only, the 2D evaluator slice by slice, averaged over flips and zoomed 2 times, steps of up to a voxel)",
     "imse_demons_slicewise_zoom_flips_equalized": "IMSE (the 2D evaluator slice by slice, flipped and zoomed, CT-like images' tissue histogram-equalised)",
-    "imse_demons_slicewise_cycled_equalized": "IMSE (the equalised slice-by-slice row, its 4 flips one a step, the field averaged over the last 4 steps)",
+    "imse_demons_slicewise_cycled_equalized": "IMSE (the equalised slice-by-slice row, slices across each of the 3 axes and the 4 flips one a step, 24 steps, the field averaged over the last 12)",
     "imse_network": "IMSE (network, one shot)",
     "elastix": "elastix B-spline (MI)",
     "ants": "ANTs SyN (Mattes MI)",

@@ -204,6 +204,7 @@ def test_recommended_settings_fill_the_panel_as_the_command_lines_presets_do(sce
     assert "imse-3d" in ui.recommendedButton.toolTip
     ui.recommendedButton.click()
     assert ui.evaluatorComboBox.itemData(ui.evaluatorComboBox.currentIndex) == "mni-t1-light-2d" and ui.evaluatorRotationSpinBox.value == 0.0  # slice by slice, no turns
+    assert ui.sliceAllAxesCheckBox.checked and ui.sliceAllAxesCheckBox.enabled  # across every axis of the volumes
     assert backend_options(widget) == PRESETS["imse-3d"].options
 
     ui.similarityComboBox.currentIndex = ui.similarityComboBox.findText("MIND")
