@@ -175,9 +175,12 @@ OURS = {
 #: steps' fields, 30 steps and the last 12 gave 1.103 on T1 -> T2 alone (1.194 without the mean),
 #: 40 and 12 1.337, 60 and 12 1.296 (3.4 s), 60 and 24 1.298, 90 and 24 1.323; shrinking the step
 #: to a tenth or a quarter over the steps instead lost, 1.585 and 1.333 on T1 -> T2).
-#: The 3D "_cycled" row does the same with the slice-by-slice row's 4 flips over its 20 steps,
-#: the field averaged over the last 4 (6 other volumes, seeds 9000+: 2.187 mm at about 50 CPU s a
-#: volume; the turns added to the cycle, 60 steps and the last 12, gained nothing on four of them).
+#: The 3D "_cycled" row (the imse-3d preset) does the same with the slice-by-slice row's 4 flips
+#: and the volumes' slices across each of their 3 axes, one of each a step, over 24 steps, the
+#: field averaged over the last 12 (6 other volumes, seeds 9000+, session 20: 2.011 mm at about 49
+#: CPU s a volume, against 2.188 across the first axis alone; session 19's preset, the first axis,
+#: 20 steps and the last 4: 2.187; the turns added to that cycle gained nothing on four of them;
+#: 36 steps, or a zoom of 3 instead of 2, gained nothing on the first two, session 20).
 #: Not in 3D: there the turns gained nothing at 3 times the time (one-off, session 16, the 2D
 #: evaluator slice by slice, flips, zoom 2: 2.26 mm against 2.27, 520 CPU s a volume).
 #: The 3D "_slicewise_fine" row drives the demons with the 2D evaluator slice by slice on a 2 mm
