@@ -86,9 +86,10 @@ class IMSERegistrationParameterNode:
     weight with 0 meaning the similarity's default; diffeomorphic, affine, a CT's tissue
     histogram-equalised, the evaluator averaged over flips and in-plane rotations (degrees, 0:
     none) or shown them one per demons step in turn (cycleOrientations), a 2D evaluator shown
-    a volume's slices across all three axes (sliceAllAxes), its zoom and the evaluator itself (IMSE choices; empty: the installed one of the volumes' dimension), device,
-    model: the registration network of network mode) and outputs (transform, warped volume; new
-    nodes when empty)."""
+    a volume's slices across all three axes (sliceAllAxes), its zoom and the evaluator itself
+    (IMSE choices; empty: the installed one of the volumes' dimension), device, model: the
+    registration network of network mode) and outputs (transform, warped volume; new nodes when
+    empty)."""
 
     fixedVolume: vtkMRMLScalarVolumeNode
     movingVolume: vtkMRMLScalarVolumeNode

@@ -34,10 +34,11 @@ def predict(network: torch.nn.Module, other: torch.Tensor, reference: torch.Tens
     ``[N, 1, *spatial]`` normalised to [-1, 1] (padded internally to the network's multiple).
     A 2D network given volumes ``[N, 1, D, H, W]`` sees their slices across spatial axis
     ``slice_axis`` (0: the ``D`` slices ``[H, W]``; 1: ``[D, W]``; 2: ``[D, H]``, the other two
-    axes in their order): as one batch on a GPU, one at a time on the CPU. There one batch of every slice allocates
-    activations so large that the C allocator maps and unmaps their memory at every call: a
-    volume's demons steps with the flip-averaged, zoomed 2D evaluator spent 40 % of their time
-    in the kernel (and twice the memory) that way (README, "Registration benchmark")."""
+    axes in their order): as one batch on a GPU, one at a time on the CPU. There one batch of
+    every slice allocates activations so large that the C allocator maps and unmaps their
+    memory at every call: a volume's demons steps with the flip-averaged, zoomed 2D evaluator
+    spent 40 % of their time in the kernel (and twice the memory) that way (README,
+    "Registration benchmark")."""
     if other.shape != reference.shape:
         raise ImageError(
             f"The two images must be on the same grid; got shapes {tuple(other.shape)} and "
