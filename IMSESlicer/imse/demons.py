@@ -57,7 +57,7 @@ def demons_stage(level, index: int, initial: torch.Tensor, similarity: torch.nn.
     voxel_to_mm = torch.as_tensor(geometry.index_to_physical_matrix, dtype=initial.dtype, device=initial.device)
     parameter = initial
     averaged_from = settings.demons_iterations - settings.demons_average_last
-    total = torch.zeros_like(initial)
+    total = 0.0  # the sum of the averaged steps' parameters (a tensor from the first of them)
     for iteration in range(settings.demons_iterations):
         smoothed = optional_gaussian_smooth(parameter, settings.field_smoothing_voxels)
         displacement = as_displacement(smoothed, geometry, settings.diffeomorphic)
@@ -68,7 +68,7 @@ def demons_stage(level, index: int, initial: torch.Tensor, similarity: torch.nn.
             update = update * mask
         parameter = smoothed + update
         if iteration >= averaged_from:
-            total += parameter
+            total = total + parameter
         residual = (fixed_like - warped_like).abs()
         value = float(residual.mean() if mask is None else (residual * mask).sum() / mask.sum())
         tracker.step({"stage": "demons", "level": index, "iteration": iteration, "total": value, "similarity": value, "regularization": 0.0})
