@@ -490,6 +490,11 @@ def _check_optimizer(settings: RegistrationSettings) -> None:
             "Cycling the evaluator's orientations (one a demons step) is for the demons, which call it once a step: "
             f"the {settings.optimizer} optimiser needs their mean (orientations 'average'), or choose the demons optimizer."
         )
+    if settings.demons_average_last and settings.optimizer != "demons":
+        raise ImageError(
+            f"Averaging the field over the last steps is the demons' (--demons-average-last); the {settings.optimizer} "
+            "optimiser would ignore it: leave it at 0, or choose the demons optimizer."
+        )
     if settings.optimizer == "adam":
         return
     if settings.regularization_weight is not None:

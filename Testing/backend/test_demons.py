@@ -165,6 +165,8 @@ def test_slices_across_every_axis_are_refused_on_an_anisotropic_grid():
         (dict(demons_average_last=-1), "average the field"),
         (dict(similarity="imse", similarity_options={"orientations": "cycle"}, optimizer="adam", levels=1), "for the demons"),
         (dict(similarity="imse", similarity_options={"orientations": "cycle"}, optimizer="discrete", levels=1), "for the demons"),
+        (dict(optimizer="adam", demons_average_last=4), "the adam optimiser would ignore it"),
+        (dict(optimizer="discrete", demons_average_last=4), "the discrete optimiser would ignore it"),
     ],
 )
 def test_bad_demons_settings_are_refused_before_any_work(changes, message):
