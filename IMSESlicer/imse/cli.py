@@ -117,6 +117,7 @@ def _train_registration(args: argparse.Namespace) -> None:
         iterations=args.iterations,
         max_minutes=args.max_minutes,
         learning_rate=args.learning_rate,
+        teacher=args.teacher,
         validation_every=args.validation_every,
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
@@ -573,6 +574,11 @@ def build_parser(register_defaults: dict | None = None) -> argparse.ArgumentPars
     train_registration.add_argument("--dim", type=int, choices=(2, 3), default=2, help="2D slices or 3D volumes (default: %(default)s)")
     train_registration.add_argument("--similarity", choices=("imse", "mind"), default="imse", help="training loss (default: %(default)s)")
     train_registration.add_argument("--evaluator", help="frozen evaluator for the imse loss, name or path (default: the shipped one)")
+    train_registration.add_argument(
+        "--teacher",
+        metavar="PRESET",
+        help="learn what this registration preset (e.g. imse-2d) finds on each training pair, once per pair, instead of the similarity's loss (with --one-direction)",
+    )
     train_registration.add_argument("--one-order", dest="both_orders", action="store_false", help="imse: only the order [other, T1], not both")
     train_registration.add_argument("--one-direction", dest="both_directions", action="store_false", help="only register other contrasts onto T1")
     train_registration.add_argument("--regularization", choices=REGULARIZERS, default="diffusion", help="(default: %(default)s)")

@@ -15,6 +15,13 @@ orders (``both_orders``) and the network registers in both directions: each batc
 ``|E(B, A o R(A, B))| + |E(B o R(B, A), A)| + smooth``. ``mind`` is the alternative loss
 (per-pair optimisation of the IMSE loss alone can be fooled; see shared/FINDINGS.md).
 
+With a ``teacher`` (a registration preset, :data:`imse.presets.PRESETS`, such as ``imse-2d``)
+the network learns instead to give in one pass what that per-pair optimisation finds: the
+preset registers every pool pair once (moving onto the T1, with the run's evaluator), and the
+loss is the mean distance (mm) from the teacher's field plus the regularisation (distillation;
+the true fields are still used only to validate). The teacher's fields are kept in
+``out/checkpoints/teacher.*`` and reused on resume.
+
 Training pairs come from :func:`imse.data.make_pair` on the MNI atlas: fixed T1, moving a
 T2/PD/CT-like rendering deformed by a known random field. The central slab that
 :mod:`imse.train_evaluator` holds out (20 % of the axial extent) is never trained on: 2D pairs
@@ -147,6 +154,24 @@ class RegistrationLoss(NamedTuple):
     total: torch.Tensor
     similarity: torch.Tensor
     regularization: torch.Tensor
+
+
+def distillation_loss(
+    network: RegistrationNetwork,
+    fixed: torch.Tensor,
+    moving: torch.Tensor,
+    target: torch.Tensor,
+    geometry: Geometry,
+    regularizer: str = "diffusion",
+    weight: float = 0.1,
+) -> RegistrationLoss:
+    """The objective with a teacher on a batch of normalised pairs ``[N, 1, *spatial]``: the mean
+    distance (mm) of the predicted displacement from the teacher's ``target`` ``[N, dim,
+    *spatial]`` (mm), as the ``similarity`` term, plus ``weight`` times the regularisation."""
+    displacement = network(moving, fixed, geometry)
+    distance = ((displacement - target).pow(2).sum(1) + 1e-6).sqrt().mean()  # smooth at 0: no NaN gradient
+    penalty = regularization(regularizer, displacement, geometry)
+    return RegistrationLoss(distance + weight * penalty, distance, penalty)
 
 
 def registration_loss(
@@ -328,6 +353,9 @@ class RegistrationTrainingConfig(TrainingRunSettings):
         max_displacement_mm: range of the largest displacement of the training fields.
         pool_size: training pairs generated once (seeded) and drawn from at random.
         learning_rate: a higher rate than the paper's 1e-4 suits short CPU runs.
+        teacher: a registration preset of ``similarity`` (:data:`imse.presets.PRESETS`) whose
+            result on each pool pair is the network's target (see the module docstring); one
+            direction only (``both_directions`` False).
     """
 
     name: str = "registration"
@@ -345,6 +373,7 @@ class RegistrationTrainingConfig(TrainingRunSettings):
     max_displacement_mm: tuple[float, float] = (2.0, 10.0)
     pool_size: int = 512
     learning_rate: float = 1e-3
+    teacher: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -366,11 +395,73 @@ class RegistrationTrainingConfig(TrainingRunSettings):
             raise ImageError(f"pool_size must be at least 1, got {self.pool_size}.")
         if self.regularization_weight is None:
             self.regularization_weight = DEFAULT_WEIGHTS[self.similarity]
+        if self.teacher is not None:
+            _check_teacher(self)
 
 
-def _training_similarities(config: RegistrationTrainingConfig, device: torch.device) -> tuple[dict[str, nn.Module], str | None]:
+def _check_teacher(config: RegistrationTrainingConfig) -> None:
+    """Raise ImageError for a teacher that cannot teach this run."""
+    from .presets import PRESETS
+
+    preset = PRESETS.get(config.teacher)
+    if preset is None:
+        raise ImageError(f"Unknown teacher '{config.teacher}': name a registration preset, one of {list(PRESETS)}.")
+    if config.dim not in preset.dims or preset.options["similarity"] != config.similarity:
+        raise ImageError(
+            f"The preset '{config.teacher}' registers {'/'.join(map(str, preset.dims))}D images with {preset.options['similarity']}; "
+            f"this run trains a {config.dim}D network with {config.similarity}: choose a teacher of that similarity and dimension."
+        )
+    if preset.options["model"] is not None:
+        raise ImageError(f"The preset '{config.teacher}' names its own evaluator; a teacher uses the run's (--evaluator).")
+    if config.both_directions:
+        raise ImageError(
+            "A teacher registers the pool's pairs one way (the other contrast onto the T1): train one direction (--one-direction)."
+        )
+
+
+def teacher_displacements(
+    config: RegistrationTrainingConfig,
+    pool: PairBatch,
+    geometry: Geometry,
+    evaluator,
+    should_stop: Callable[[], bool] | None = None,
+) -> torch.Tensor:
+    """The field (mm) ``[N, dim, *patch]`` that the preset ``config.teacher`` finds for each pool
+    pair (moving onto the fixed T1) with ``evaluator``, on ``config.device``; read from
+    ``out/checkpoints/teacher.*`` when those were made for the same pool, teacher and evaluator,
+    and written there otherwise. ``should_stop()`` is polled between pairs (raises
+    :class:`~imse.errors.Cancelled`; nothing is written)."""
+    from .foreground import foreground_mask
+    from .presets import PRESETS
+
+    path = config.out / "checkpoints" / "teacher"
+    made_for = {
+        "teacher": config.teacher,
+        "evaluator": evaluator.card.name if evaluator is not None else None,
+        "pool": [config.seed, config.pool_size, config.dim, config.spacing_mm, list(config.patch_size), list(config.contrasts), list(config.max_displacement_mm)],
+    }
+    if path.with_suffix(CARD_SUFFIX).exists():
+        cached = load_checkpoint(path)
+        if cached["made_for"] == made_for:
+            return cached["displacement"].to(pool.fixed.device)
+    options = PRESETS[config.teacher].options
+    settings = RegistrationSettings.from_options(options, reference="fixed", device=config.device)
+    fields_mm = []
+    for index in tqdm(range(len(pool.fixed)), unit="pair", desc=f"teacher {config.teacher}", disable=None):
+        if should_stop is not None and should_stop():
+            raise Cancelled(f"Cancelled while the teacher registered the training pairs ({index} of {len(pool.fixed)} done).")
+        fixed, moving = (Image(images[index, 0].cpu().numpy(), geometry) for images in (pool.fixed, pool.moving))
+        fixed_mask = foreground_mask(fixed) if options["fixed_mask"] == "auto" else None  # as imse register --preset does
+        result = register_pair(fixed, moving, settings, fixed_mask, evaluator=evaluator)
+        fields_mm.append(to_tensor(result.displacement)[0])
+    displacement = torch.stack(fields_mm)
+    save_checkpoint(path, {"displacement": displacement, "made_for": made_for})
+    return displacement.to(pool.fixed.device)
+
+
+def _training_similarities(config: RegistrationTrainingConfig, device: torch.device) -> tuple[dict[str, nn.Module], object | None]:
     """The loss for each direction, keyed by which image is the T1 (``fixed`` or ``moving``), and
-    the evaluator's name (``None`` for MIND)."""
+    the evaluator (``None`` for MIND)."""
     if config.similarity == "mind":
         mind = build_similarity("mind").to(device)
         return {"fixed": mind, "moving": mind}, None
@@ -386,7 +477,7 @@ def _training_similarities(config: RegistrationTrainingConfig, device: torch.dev
         reference: build_similarity("imse", network=evaluator.network, reference=reference, both_orders=config.both_orders).to(device)
         for reference in ("fixed", "moving")
     }
-    return losses, evaluator.card.name
+    return losses, evaluator
 
 
 def train_registration_network(
@@ -404,11 +495,12 @@ def train_registration_network(
     """
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    similarities, evaluator_name = _training_similarities(config, device)
+    similarities, evaluator = _training_similarities(config, device)
     pair_settings = (config.dim, config.spacing_mm, config.patch_size, config.contrasts, config.max_displacement_mm)
     pool, geometry = make_pair_batch(config.pool_size, *pair_settings, held_out=False, seed=config.seed)
     validation, _ = make_pair_batch(config.validation_pairs, *pair_settings, held_out=True, seed=config.seed)
     pool, validation = pool.to(device), validation.to(device)
+    targets = teacher_displacements(config, pool, geometry, evaluator, should_stop) if config.teacher else None
 
     network = RegistrationNetwork(config.dim, config.diffeomorphic, spacing_mm=config.spacing_mm).to(device)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
@@ -446,7 +538,10 @@ def train_registration_network(
         batch = pool.select(index.to(device))
         fixed, moving = (batch.moving, batch.fixed) if swap else (batch.fixed, batch.moving)
         network.train()
-        loss, _ = registration_loss(network, similarities["moving" if swap else "fixed"], fixed, moving, geometry, config.regularization, weight)
+        if targets is None:
+            loss, _ = registration_loss(network, similarities["moving" if swap else "fixed"], fixed, moving, geometry, config.regularization, weight)
+        else:
+            loss = distillation_loss(network, fixed, moving, targets[index.to(device)], geometry, config.regularization, weight)
         optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
         optimizer.step()
@@ -478,7 +573,8 @@ def train_registration_network(
             f"central slab (z {'{:g} to {:g}'.format(*held_out_axial_range_mm(config.spacing_mm))} mm); validation inside it"
         ),
         "similarity": config.similarity,
-        "evaluator": evaluator_name,
+        "evaluator": evaluator.card.name if evaluator is not None else None,
+        "teacher": config.teacher,
         "iterations": step,
         "seconds": round(elapsed, 1),
         "device": str(device),

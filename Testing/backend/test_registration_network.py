@@ -9,16 +9,20 @@ import pytest
 import torch
 
 from imse.cli import main
+import imse.registration_network as registration_network
 from imse.data import make_pair
 from imse.errors import Cancelled, ImageError
+from imse.foreground import foreground_mask
 from imse.field import warp
 from imse.geometry import Geometry
 from imse.image import Image, read_image, to_tensor, write_image
-from imse.register import RegistrationSettings
+from imse.presets import PRESETS
+from imse.register import RegistrationSettings, register_pair
 from imse.registration_network import (
     RegistrationNetwork,
     RegistrationTrainingConfig,
     axial_positions_mm,
+    distillation_loss,
     held_out_axial_range_mm,
     is_registration_model,
     load_registration_network,
@@ -26,6 +30,7 @@ from imse.registration_network import (
     register_with_network,
     registration_loss,
     save_registration_network,
+    teacher_displacements,
     train_registration_network,
 )
 from imse.registration_network import _slab_side
@@ -120,6 +125,61 @@ def test_a_few_steps_on_a_batch_lower_the_loss():
         losses.append(loss.total.item())
     assert losses[-1] < 0.93 * losses[0]
     assert loss.regularization.item() > 0  # the field moved
+
+
+def test_a_few_steps_towards_a_teacher_s_fields_bring_the_network_nearer_to_them():
+    batch, geometry = make_pair_batch(4, 2, 4.0, (48, 48), ("t2",), (6.0, 8.0), held_out=False, seed=1)
+    network = RegistrationNetwork(2, spacing_mm=4.0)
+    optimizer = torch.optim.Adam(network.parameters(), lr=2e-3)
+    distances = []
+    for _ in range(25):
+        loss = distillation_loss(network, batch.fixed, batch.moving, batch.displacement, geometry)
+        optimizer.zero_grad()
+        loss.total.backward()
+        optimizer.step()
+        distances.append(loss.similarity.item())
+    field = network(batch.moving, batch.fixed, geometry)
+    assert distances[0] == pytest.approx(float(batch.displacement.norm(dim=1).mean()), rel=1e-3)  # the identity's distance
+    assert distances[-1] < 0.8 * distances[0] and torch.isfinite(field).all()
+
+
+def test_a_teacher_s_fields_are_its_preset_s_results_made_once_and_learnt(tmp_path, monkeypatch):
+    """With a teacher the pool's targets are what the preset's per-pair registration gives (its
+    automatic mask included), computed once and kept for the next run of the same pool; the
+    card names the teacher, and the command line passes it on."""
+    settings = dict(TINY, both_directions=False, teacher="mind-search", iterations=3, validation_every=3)
+    config = RegistrationTrainingConfig(out=tmp_path / "run", **settings)
+    card = json.loads(train_registration_network(config).with_suffix(".json").read_text())
+    assert card["training"]["teacher"] == "mind-search" and card["training"]["iterations"] == 3
+    pool, geometry = make_pair_batch(TINY["pool_size"], 2, 4.0, TINY["patch_size"], config.contrasts, config.max_displacement_mm, held_out=False, seed=0)
+    fixed, moving = Image(pool.fixed[4, 0].numpy(), geometry), Image(pool.moving[4, 0].numpy(), geometry)
+    preset = RegistrationSettings.from_options(PRESETS["mind-search"].options, device="cpu")
+    expected = to_tensor(register_pair(fixed, moving, preset, foreground_mask(fixed)).displacement)[0]
+    monkeypatch.setattr(registration_network, "register_pair", lambda *_, **__: pytest.fail("registered again"))
+    targets = teacher_displacements(config, pool, geometry, None)  # read back, not registered again
+    assert targets.shape == pool.displacement.shape and torch.allclose(targets[4], expected, atol=1e-5)
+    assert targets.abs().max() > 0.5  # the teacher moved the pairs
+    monkeypatch.undo()
+    other = RegistrationTrainingConfig(out=tmp_path / "run", **{**settings, "pool_size": 2})  # another pool: made anew
+    assert teacher_displacements(other, pool.select(torch.arange(2)), geometry, None).shape[0] == 2
+    assert main(["train-registration", "--out", str(tmp_path / "cli"), "--similarity", "mind", "--teacher", "mind-search", "--one-direction",
+                 "--spacing", "4", "--patch-size", "48", "48", "--pool-size", "2", "--batch-size", "2", "--iterations", "1",
+                 "--validation-every", "1", "--device", "cpu"]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "cli" / "registration.json").read_text())["training"]["teacher"] == "mind-search"
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(teacher="fastest"), "Unknown teacher 'fastest'"),
+        (dict(teacher="imse-2d"), "registers 2D images with imse"),
+        (dict(similarity="imse", spacing_mm=2.0, teacher="imse-3d", dim=3, patch_size=(16, 32, 32)), "names its own evaluator"),
+        (dict(teacher="mind-search", both_directions=True), "--one-direction"),
+    ],
+)
+def test_a_teacher_that_cannot_teach_the_run_is_refused(changes, message):
+    with pytest.raises(ImageError, match=message):
+        RegistrationTrainingConfig(out="x", **{**TINY, "both_directions": False, **changes})
 
 
 def test_training_with_the_imse_loss_runs_with_the_shipped_evaluator(tmp_path):
