@@ -577,7 +577,7 @@ def build_parser(register_defaults: dict | None = None) -> argparse.ArgumentPars
     train_registration.add_argument(
         "--teacher",
         metavar="PRESET",
-        help="learn what this registration preset (e.g. imse-2d) finds on each training pair, once per pair, instead of the similarity's loss (with --one-direction)",
+        help="learn what this registration preset (e.g. imse-2d) finds on each training pair, once per pair, instead of the similarity's loss",
     )
     train_registration.add_argument("--one-order", dest="both_orders", action="store_false", help="imse: only the order [other, T1], not both")
     train_registration.add_argument("--one-direction", dest="both_directions", action="store_false", help="only register other contrasts onto T1")

@@ -17,7 +17,7 @@ orders (``both_orders``) and the network registers in both directions: each batc
 
 With a ``teacher`` (a registration preset, :data:`imse.presets.PRESETS`, such as ``imse-2d``)
 the network learns instead to give in one pass what that per-pair optimisation finds: the
-preset registers every pool pair once (moving onto the T1, with the run's evaluator), and the
+preset registers every pool pair once in each direction trained (with the run's evaluator), and the
 loss is the mean distance (mm) from the teacher's field plus the regularisation (distillation;
 the true fields are still used only to validate). The teacher's fields are kept in
 ``out/checkpoints/teacher.*`` and reused on resume.
@@ -354,8 +354,8 @@ class RegistrationTrainingConfig(TrainingRunSettings):
         pool_size: training pairs generated once (seeded) and drawn from at random.
         learning_rate: a higher rate than the paper's 1e-4 suits short CPU runs.
         teacher: a registration preset of ``similarity`` (:data:`imse.presets.PRESETS`) whose
-            result on each pool pair is the network's target (see the module docstring); one
-            direction only (``both_directions`` False).
+            result on each pool pair (in each direction trained) is the network's target (see
+            the module docstring).
     """
 
     name: str = "registration"
@@ -413,10 +413,6 @@ def _check_teacher(config: RegistrationTrainingConfig) -> None:
         )
     if preset.options["model"] is not None:
         raise ImageError(f"The preset '{config.teacher}' names its own evaluator; a teacher uses the run's (--evaluator).")
-    if config.both_directions:
-        raise ImageError(
-            "A teacher registers the pool's pairs one way (the other contrast onto the T1): train one direction (--one-direction)."
-        )
 
 
 def teacher_displacements(
@@ -425,38 +421,45 @@ def teacher_displacements(
     geometry: Geometry,
     evaluator,
     should_stop: Callable[[], bool] | None = None,
-) -> torch.Tensor:
-    """The field (mm) ``[N, dim, *patch]`` that the preset ``config.teacher`` finds for each pool
-    pair (moving onto the fixed T1) with ``evaluator``, on ``config.device``; read from
-    ``out/checkpoints/teacher.*`` when those were made for the same pool, teacher and evaluator,
-    and written there otherwise. ``should_stop()`` is polled between pairs (raises
-    :class:`~imse.errors.Cancelled`; nothing is written)."""
+) -> dict[str, torch.Tensor]:
+    """The fields (mm) ``[N, dim, *patch]`` that the preset ``config.teacher`` finds for the pool's
+    pairs with ``evaluator``, keyed by which image is the T1: ``fixed`` (the other contrast
+    registered onto the T1) and, with ``both_directions``, ``moving`` (the T1 onto the other
+    contrast). Read from ``out/checkpoints/teacher.*`` when those were made for the same pool,
+    teacher, evaluator and directions, and written there otherwise. ``should_stop()`` is polled
+    between registrations (raises :class:`~imse.errors.Cancelled`; nothing is written)."""
     from .foreground import foreground_mask
     from .presets import PRESETS
 
     path = config.out / "checkpoints" / "teacher"
+    directions = ("fixed", "moving") if config.both_directions else ("fixed",)
     made_for = {
         "teacher": config.teacher,
         "evaluator": evaluator.card.name if evaluator is not None else None,
         "pool": [config.seed, config.pool_size, config.dim, config.spacing_mm, list(config.patch_size), list(config.contrasts), list(config.max_displacement_mm)],
+        "directions": list(directions),
     }
+    device = pool.fixed.device
     if path.with_suffix(CARD_SUFFIX).exists():
         cached = load_checkpoint(path)
         if cached["made_for"] == made_for:
-            return cached["displacement"].to(pool.fixed.device)
+            return {reference: field.to(device) for reference, field in cached["displacement"].items()}
     options = PRESETS[config.teacher].options
-    settings = RegistrationSettings.from_options(options, reference="fixed", device=config.device)
-    fields_mm = []
-    for index in tqdm(range(len(pool.fixed)), unit="pair", desc=f"teacher {config.teacher}", disable=None):
-        if should_stop is not None and should_stop():
-            raise Cancelled(f"Cancelled while the teacher registered the training pairs ({index} of {len(pool.fixed)} done).")
-        fixed, moving = (Image(images[index, 0].cpu().numpy(), geometry) for images in (pool.fixed, pool.moving))
-        fixed_mask = foreground_mask(fixed) if options["fixed_mask"] == "auto" else None  # as imse register --preset does
-        result = register_pair(fixed, moving, settings, fixed_mask, evaluator=evaluator)
-        fields_mm.append(to_tensor(result.displacement)[0])
-    displacement = torch.stack(fields_mm)
-    save_checkpoint(path, {"displacement": displacement, "made_for": made_for})
-    return displacement.to(pool.fixed.device)
+    count = len(pool.fixed)
+    targets = {}
+    for reference in directions:
+        settings = RegistrationSettings.from_options(options, reference=reference, device=config.device)
+        fields_mm = []
+        for index in tqdm(range(count), unit="pair", desc=f"teacher {config.teacher}, T1 {reference}", disable=None):
+            if should_stop is not None and should_stop():
+                raise Cancelled(f"Cancelled while the teacher registered the training pairs (T1 {reference}: {index} of {count} done).")
+            t1, other = (Image(images[index, 0].cpu().numpy(), geometry) for images in (pool.fixed, pool.moving))
+            fixed, moving = (t1, other) if reference == "fixed" else (other, t1)
+            fixed_mask = foreground_mask(fixed) if options["fixed_mask"] == "auto" else None  # as imse register --preset does
+            fields_mm.append(to_tensor(register_pair(fixed, moving, settings, fixed_mask, evaluator=evaluator).displacement)[0])
+        targets[reference] = torch.stack(fields_mm)
+    save_checkpoint(path, {"displacement": targets, "made_for": made_for})
+    return {reference: field.to(device) for reference, field in targets.items()}
 
 
 def _training_similarities(config: RegistrationTrainingConfig, device: torch.device) -> tuple[dict[str, nn.Module], object | None]:
@@ -541,7 +544,7 @@ def train_registration_network(
         if targets is None:
             loss, _ = registration_loss(network, similarities["moving" if swap else "fixed"], fixed, moving, geometry, config.regularization, weight)
         else:
-            loss = distillation_loss(network, fixed, moving, targets[index.to(device)], geometry, config.regularization, weight)
+            loss = distillation_loss(network, fixed, moving, targets["moving" if swap else "fixed"][index.to(device)], geometry, config.regularization, weight)
         optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
         optimizer.step()
