@@ -1,13 +1,18 @@
 """The registration benchmark's rows of ours are ``imse register`` options: its preset rows run
 the presets as they are, and a row with an option the command line does not know is refused
-(it would be ignored, and the row would measure something else than its name says)."""
+(it would be ignored, and the row would measure something else than its name says); each
+network row finds its own kind of network."""
 
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+import imse.models
+from imse.data import make_pair
 from imse.presets import PRESET_OPTIONS, PRESETS
+from imse.registration_network import RegistrationNetwork, save_registration_network
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))  # the benchmark scripts are not a package
 import bench_registration
@@ -33,3 +38,17 @@ def test_each_preset_has_its_row_in_the_benchmark():
 def test_a_row_with_an_unknown_option_is_refused():
     with pytest.raises(ValueError, match="grid_spacing_mm"):
         bench_registration.row_options(2, {"similarity": "mi", "grid_spacing_mm": 1.5})
+
+
+def test_each_network_row_registers_with_its_own_kind_of_network(tmp_path, monkeypatch):
+    """The network rows pick the installed IMSE network trained with the IMSE loss, and the one
+    taught by the imse-2d preset, apart; a row with no such network says so."""
+    monkeypatch.setattr(imse.models, "model_directories", lambda: [tmp_path])
+    assert "no 2D registration model taught by the imse-2d preset" in bench_registration.network_method(2, teacher="imse-2d")
+    network = RegistrationNetwork(2, spacing_mm=4.0)
+    with torch.no_grad():
+        network.unet.head.bias.copy_(torch.tensor([1.0, 0.0]))  # one voxel (4 mm) along the first index axis
+    save_registration_network(network, tmp_path, "taught", {"similarity": "imse", "teacher": "imse-2d"})
+    assert "no 2D registration model trained with the IMSE loss" in bench_registration.network_method(2)
+    displacement, _ = bench_registration.network_method(2, teacher="imse-2d")(make_pair(2, "t1", "t2", spacing_mm=4.0, seed=3))
+    assert float(abs(displacement.array).mean(axis=(0, 1))[0]) == pytest.approx(4.0) and abs(displacement.array[..., 1]).max() < 1e-4

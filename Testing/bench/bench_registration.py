@@ -19,7 +19,8 @@ zoomed 2 times on the pairs' own grid, :class:`imse.networks.Zoomed`, with and w
 rotations of +-60 degrees, :class:`imse.networks.RotationAveraged`, and with those flips and
 turns shown one a demons step, :class:`imse.networks.OrientationCycled`; in 3D also with the 2D
 evaluator slice by slice on a 2 mm grid, and flip-averaged and zoomed on the volumes' grid), IMSE
-(network) with the installed 2D model trained with the IMSE loss, and the peers a user would
+(network) with the installed 2D model trained with the IMSE loss and the one taught by the
+``imse-2d`` preset (``imse train-registration --teacher imse-2d``), and the peers a user would
 pick instead, when installed: elastix (itk-elastix, its default B-spline map with
 AdvancedMattesMutualInformation) and ANTs SyN (antspyx, affine then
 SyN, Mattes MI for both; it runs in its own environment, ``make ants``, and its seconds are the
@@ -214,6 +215,7 @@ METHOD_NAMES = {
     "imse_demons_slicewise_zoom_flips_equalized": "IMSE (the 2D evaluator slice by slice, flipped and zoomed, CT-like images' tissue histogram-equalised)",
     "imse_demons_slicewise_cycled_equalized": "IMSE (the equalised slice-by-slice row, slices across each of the 3 axes and the 4 flips one a step, 24 steps, the field averaged over the last 12)",
     "imse_network": "IMSE (network, one shot)",
+    "imse_network_taught": "IMSE (network taught by the imse-2d preset's demons, one shot)",
     "elastix": "elastix B-spline (MI)",
     "ants": "ANTs SyN (Mattes MI)",
     "truth": "True field (what a perfect registration reaches)",
@@ -221,7 +223,10 @@ METHOD_NAMES = {
 #: The rows a full run pictures (a picture of every row is too wide to read): Initial, each
 #: similarity's recommended preset, IMSE with Adam and its network, and the peers. A run of
 #: chosen rows (``--methods``) pictures them all.
-PICTURED = ("initial", "mi_equalized", "mind_discrete_masked", "imse", "imse_demons_cycled_equalized", "imse_demons_slicewise_cycled_equalized", "imse_network", "elastix", "ants")
+PICTURED = (
+    "initial", "mi_equalized", "mind_discrete_masked", "imse", "imse_demons_cycled_equalized", "imse_demons_slicewise_cycled_equalized",
+    "imse_network", "imse_network_taught", "elastix", "ants",
+)  # fmt: skip
 COLUMNS = ("dice_gm", "dice_wm", "hd95_mm", "epe_mm", "folding_percent", "mean_grad", "imse_error", "seconds", "cpu_seconds")
 ANTS_MISSING = "not installed (make ants builds its own environment: antspyx 0.6.3 pins numpy < 2.4 and scipy < 1.16)"
 
@@ -300,13 +305,17 @@ def ants_method(threads: int) -> Method:
     return run
 
 
-def network_method(dim: int) -> Method | str:
-    """The "IMSE (network)" row: one-shot prediction (:mod:`imse.registration_network`) by the
-    installed registration model of this dimension trained with the IMSE loss, or the reason
-    the row is empty."""
-    models = [card.name for _, card in list_models(task="registration", dim=dim) if card.training.get("similarity") == "imse"]
+def network_method(dim: int, teacher: str | None = None) -> Method | str:
+    """An "IMSE (network)" row: one-shot prediction (:mod:`imse.registration_network`) by the
+    installed registration model of this dimension trained with the IMSE loss (``teacher``
+    None) or taught by the preset ``teacher``, or the reason the row is empty."""
+    models = [
+        card.name
+        for _, card in list_models(task="registration", dim=dim)
+        if card.training.get("similarity") == "imse" and card.training.get("teacher") == teacher
+    ]
     if not models:
-        return f"no {dim}D registration model trained with the IMSE loss installed"
+        return f"no {dim}D registration model " + (f"taught by the {teacher} preset" if teacher else "trained with the IMSE loss") + " installed"
     from imse.registration_network import register_with_network
 
     def run(pair: Pair) -> tuple[Image, float]:
@@ -336,6 +345,7 @@ def methods(dim: int, threads: int, evaluator) -> dict[str, Method | str]:
                 named_evaluators[model] = load_evaluator(model, dim)
             rows[name] = our_method(options, named_evaluators[model] if model else evaluator)
     rows["imse_network"] = network_method(dim)
+    rows["imse_network_taught"] = network_method(dim, teacher="imse-2d")
     rows["elastix"] = elastix_method(threads) if peers.elastix_available() else "not installed (pip install 'imse[bench]')"
     rows["ants"] = ants_method(threads) if peers.ants_available() else ANTS_MISSING
     return rows
