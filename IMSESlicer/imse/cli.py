@@ -241,19 +241,24 @@ def _registration_mask(option: str | None, image):
 def _register(args: argparse.Namespace) -> None:
     from .image import read_image, write_image
     from .register import RegistrationSettings, register_pair
-    from .registration_network import is_registration_model, load_registration_network, register_with_network
+    from .registration_network import is_registration_model, load_registration_network, refinement_settings, register_with_network
     from .transforms import write_displacement_transform
 
     fixed, moving = read_image(args.fixed), read_image(args.moving)
     fixed_mask, moving_mask = _registration_mask(args.fixed_mask, fixed), _registration_mask(args.moving_mask, moving)
     network = load_registration_network(args.model, resolve_device(args.device)) if args.model and is_registration_model(args.model) else None
-    if network is not None and args.preset:
-        raise ImageError(f"--preset sets a per-pair optimisation; '{args.model}' is a registration network: leave out one of them.")
+    if network is not None and args.preset and not args.refine_iterations:
+        raise ImageError(
+            f"With a registration network ('{args.model}') a preset sets how its result is refined: give --refine-iterations N, "
+            "or leave out --preset."
+        )
     if network is None and args.refine_iterations:
         raise ImageError("--refine-iterations refines a registration network's result: give --model with a registration model.")
     similarity = args.similarity or (network.card.training.get("similarity", "mind") if network else "mind")
     levels = args.levels if args.levels is not None else (3 if network is None else 1)
     settings = RegistrationSettings.from_options({**vars(args), "similarity": similarity, "levels": levels}, args.reference, args.device)
+    if network is not None and args.refine_iterations:
+        settings = refinement_settings(settings, args.refine_iterations)  # as the refinement will run them, for metrics.json
     if network is not None:  # --model named the network: error maps (and an imse refinement) use the default evaluator
         evaluator = _optional_evaluator(argparse.Namespace(model=None, device=args.device), fixed, required=settings.uses_evaluator)
         with _progress_reporter(args.progress, "registering") as progress:

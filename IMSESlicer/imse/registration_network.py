@@ -698,6 +698,12 @@ def load_registration_network(name_or_path: str | Path, device: str | torch.devi
 # --------------------------------------------------------------------------------------------
 
 
+def refinement_settings(settings: RegistrationSettings, iterations: int) -> RegistrationSettings:
+    """``settings`` with ``iterations`` steps a level: Adam's iterations, and the demons' steps
+    when they are the optimiser."""
+    return replace(settings, iterations=iterations, **({"demons_iterations": iterations} if settings.optimizer == "demons" else {}))
+
+
 def register_with_network(
     fixed: Image,
     moving: Image,
@@ -718,7 +724,8 @@ def register_with_network(
 
     ``model``: a loaded model, a network, or an installed name or a path. Refinement registers
     the network-warped moving image to ``fixed`` with ``refine_settings`` (default: the model's
-    training similarity, one level) for at most ``refine_iterations`` iterations, and composes
+    training similarity, one level) for at most ``refine_iterations`` iterations (Adam's, or the
+    demons' steps), and composes
     the two fields: ``u = r + u_net o (id + r)``. Masks, ``evaluator`` (needed to refine with
     ``imse``; default: the one the model was trained with), ``progress`` and ``should_stop``
     serve the refinement as in ``register_pair``.
@@ -736,7 +743,7 @@ def register_with_network(
     trained_similarity = loaded.card.training.get("similarity", "mind") if loaded is not None else "mind"
     settings = refine_settings or RegistrationSettings(similarity=trained_similarity, levels=1, device=device)
     if refine_iterations:
-        settings = replace(settings, iterations=refine_iterations)
+        settings = refinement_settings(settings, refine_iterations)
         if settings.uses_evaluator and evaluator is None:
             from .evaluator import Evaluator
 

@@ -127,10 +127,15 @@ def test_the_search_preset_masks_the_fixed_foreground(tmp_path):
     assert error < 0.8
 
 
-def test_a_preset_with_a_registration_network_is_refused(tmp_path, capsys):
-    pair = make_pair(dim=2, seed=9)
-    fixed, moving = write_image(pair.fixed, tmp_path / "fixed.nrrd"), write_image(pair.moving, tmp_path / "moving.nrrd")
+def test_a_preset_refines_a_registration_network_s_result_with_its_steps(tmp_path, capsys):
+    """With a registration network a preset sets the refinement, which --refine-iterations counts
+    (the demons' steps for imse-2d); without them the preset would do nothing and is refused."""
+    pair = make_pair(dim=2, moving_contrast="t2", max_displacement_mm=5.0, seed=9)
+    summary, error = register_with_preset(tmp_path, pair, "imse-2d", "--model", "mni-t1-regnet-imse-2d", "--refine-iterations", "8", "--demons-average-last", "4")
+    assert summary["mode"] == "network mni-t1-regnet-imse-2d + 8 refinement iterations" and summary["optimizer"] == "demons"
+    assert (summary["demons_iterations"], summary["demons_average_last"], summary["evaluator_orientations"]) == (8, 4, "cycle")
+    assert error < 0.95
     with pytest.raises(SystemExit) as exit_info:
-        main(["register", str(fixed), str(moving), "--out", str(tmp_path / "out"), "--preset", "mi", "--model", "mni-t1-regnet-mind-2d", "--device", "cpu"])
-    assert exit_info.value.code == 2 and not (tmp_path / "out").exists()
-    assert "--preset sets a per-pair optimisation" in capsys.readouterr().err
+        register_with_preset(tmp_path / "none", pair, "mi", "--model", "mni-t1-regnet-mind-2d")
+    assert exit_info.value.code == 2 and not (tmp_path / "none" / "result").exists()
+    assert "a preset sets how its result is refined: give --refine-iterations N" in capsys.readouterr().err
