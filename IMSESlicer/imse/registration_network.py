@@ -17,9 +17,10 @@ orders (``both_orders``) and the network registers in both directions: each batc
 
 With a ``teacher`` (a registration preset, :data:`imse.presets.PRESETS`, such as ``imse-2d``)
 the network learns instead to give in one pass what that per-pair optimisation finds: the
-preset registers every pool pair once in each direction trained (with the run's evaluator), and the
-loss is the mean distance (mm) from the teacher's field plus the regularisation (distillation;
-the true fields are still used only to validate). The teacher's fields are kept in
+preset registers every pool pair once in each direction trained (with the run's evaluator),
+and the loss is the mean distance (mm) from the teacher's field plus the regularisation
+(distillation). The true fields still serve only to validate, and the validation rows of the
+history keep the similarity's loss beside them. The teacher's fields are kept in
 ``out/checkpoints/teacher.*`` and reused on resume.
 
 Training pairs come from :func:`imse.data.make_pair` on the MNI atlas: fixed T1, moving a
@@ -725,10 +726,9 @@ def register_with_network(
     ``model``: a loaded model, a network, or an installed name or a path. Refinement registers
     the network-warped moving image to ``fixed`` with ``refine_settings`` (default: the model's
     training similarity, one level) for at most ``refine_iterations`` iterations (Adam's, or the
-    demons' steps), and composes
-    the two fields: ``u = r + u_net o (id + r)``. Masks, ``evaluator`` (needed to refine with
-    ``imse``; default: the one the model was trained with), ``progress`` and ``should_stop``
-    serve the refinement as in ``register_pair``.
+    demons' steps), and composes the two fields: ``u = r + u_net o (id + r)``. Masks,
+    ``evaluator`` (needed to refine with ``imse``; default: the one the model was trained with),
+    ``progress`` and ``should_stop`` serve the refinement as in ``register_pair``.
     """
     started = time.perf_counter()
     torch_device = resolve_device(device)
