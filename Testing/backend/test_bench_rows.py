@@ -11,6 +11,8 @@ import torch
 
 import imse.models
 from imse.data import make_pair
+from imse.evaluator import load_evaluator
+from imse.metrics import endpoint_error
 from imse.presets import PRESET_OPTIONS, PRESETS
 from imse.registration_network import RegistrationNetwork, save_registration_network
 
@@ -40,9 +42,15 @@ def test_a_row_with_an_unknown_option_is_refused():
         bench_registration.row_options(2, {"similarity": "mi", "grid_spacing_mm": 1.5})
 
 
+def brain_endpoint_error(displacement, pair) -> float:
+    return endpoint_error(displacement, pair.displacement, pair.fixed_labels.array > 0)["mean"]
+
+
 def test_each_network_row_registers_with_its_own_kind_of_network(tmp_path, monkeypatch):
     """The network rows pick the installed IMSE network trained with the IMSE loss, and the one
-    taught by the imse-2d preset, apart; a row with no such network says so."""
+    taught by the imse-2d preset, apart (a row with no such network says so); the refined row
+    runs the teacher's demons on the network's result."""
+    evaluator = load_evaluator(None, 2)  # the shipped one, before only tmp_path holds models
     monkeypatch.setattr(imse.models, "model_directories", lambda: [tmp_path])
     assert "no 2D registration model taught by the imse-2d preset" in bench_registration.network_method(2, teacher="imse-2d")
     network = RegistrationNetwork(2, spacing_mm=4.0)
@@ -50,5 +58,8 @@ def test_each_network_row_registers_with_its_own_kind_of_network(tmp_path, monke
         network.unet.head.bias.copy_(torch.tensor([1.0, 0.0]))  # one voxel (4 mm) along the first index axis
     save_registration_network(network, tmp_path, "taught", {"similarity": "imse", "teacher": "imse-2d"})
     assert "no 2D registration model trained with the IMSE loss" in bench_registration.network_method(2)
-    displacement, _ = bench_registration.network_method(2, teacher="imse-2d")(make_pair(2, "t1", "t2", spacing_mm=4.0, seed=3))
+    pair = make_pair(2, "t1", "t2", spacing_mm=4.0, seed=3)
+    displacement, _ = bench_registration.network_method(2, teacher="imse-2d")(pair)
     assert float(abs(displacement.array).mean(axis=(0, 1))[0]) == pytest.approx(4.0) and abs(displacement.array[..., 1]).max() < 1e-4
+    refined, _ = bench_registration.network_method(2, "imse-2d", evaluator)(pair)  # the teacher's demons undo the shift
+    assert brain_endpoint_error(refined, pair) < 0.7 * brain_endpoint_error(displacement, pair)

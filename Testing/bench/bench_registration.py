@@ -20,7 +20,8 @@ rotations of +-60 degrees, :class:`imse.networks.RotationAveraged`, and with tho
 turns shown one a demons step, :class:`imse.networks.OrientationCycled`; in 3D also with the 2D
 evaluator slice by slice on a 2 mm grid, and flip-averaged and zoomed on the volumes' grid), IMSE
 (network) with the installed 2D model trained with the IMSE loss and the one taught by the
-``imse-2d`` preset (``imse train-registration --teacher imse-2d``), and the peers a user would
+``imse-2d`` preset (``imse train-registration --teacher imse-2d``), alone and refined by 24 steps
+of that preset's demons, and the peers a user would
 pick instead, when installed: elastix (itk-elastix, its default B-spline map with
 AdvancedMattesMutualInformation) and ANTs SyN (antspyx, affine then
 SyN, Mattes MI for both; it runs in its own environment, ``make ants``, and its seconds are the
@@ -216,6 +217,7 @@ METHOD_NAMES = {
     "imse_demons_slicewise_cycled_equalized": "IMSE (the equalised slice-by-slice row, slices across each of the 3 axes and the 4 flips one a step, 24 steps, the field averaged over the last 12)",
     "imse_network": "IMSE (network, one shot)",
     "imse_network_taught": "IMSE (network taught by the imse-2d preset's demons, one shot)",
+    "imse_network_taught_refined": "IMSE (the taught network, refined by 24 steps of the imse-2d preset's demons)",
     "elastix": "elastix B-spline (MI)",
     "ants": "ANTs SyN (Mattes MI)",
     "truth": "True field (what a perfect registration reaches)",
@@ -225,7 +227,7 @@ METHOD_NAMES = {
 #: chosen rows (``--methods``) pictures them all.
 PICTURED = (
     "initial", "mi_equalized", "mind_discrete_masked", "imse", "imse_demons_cycled_equalized", "imse_demons_slicewise_cycled_equalized",
-    "imse_network", "imse_network_taught", "elastix", "ants",
+    "imse_network", "imse_network_taught", "imse_network_taught_refined", "elastix", "ants",
 )  # fmt: skip
 COLUMNS = ("dice_gm", "dice_wm", "hd95_mm", "epe_mm", "folding_percent", "mean_grad", "imse_error", "seconds", "cpu_seconds")
 ANTS_MISSING = "not installed (make ants builds its own environment: antspyx 0.6.3 pins numpy < 2.4 and scipy < 1.16)"
@@ -305,10 +307,18 @@ def ants_method(threads: int) -> Method:
     return run
 
 
-def network_method(dim: int, teacher: str | None = None) -> Method | str:
+#: The taught network's refinement: its teacher's demons for this many steps (the field averaged
+#: over the last 12, as the preset does), as ``imse register --model NAME --preset imse-2d
+#: --refine-iterations 24`` runs it.
+TAUGHT_REFINE_STEPS = 24
+
+
+def network_method(dim: int, teacher: str | None = None, evaluator=None) -> Method | str:
     """An "IMSE (network)" row: one-shot prediction (:mod:`imse.registration_network`) by the
     installed registration model of this dimension trained with the IMSE loss (``teacher``
-    None) or taught by the preset ``teacher``, or the reason the row is empty."""
+    None) or taught by the preset ``teacher``, or the reason the row is empty. With an
+    ``evaluator``, the result is refined by :data:`TAUGHT_REFINE_STEPS` steps of the teacher
+    preset's optimisation, the T1 image as the evaluator's reference."""
     models = [
         card.name
         for _, card in list_models(task="registration", dim=dim)
@@ -319,7 +329,12 @@ def network_method(dim: int, teacher: str | None = None) -> Method | str:
     from imse.registration_network import register_with_network
 
     def run(pair: Pair) -> tuple[Image, float]:
-        result = register_with_network(pair.fixed, pair.moving, models[0], device="cpu")
+        if evaluator is None:
+            result = register_with_network(pair.fixed, pair.moving, models[0], device="cpu")
+        else:
+            reference = "fixed" if pair.fixed_contrast == "t1" else "moving"
+            settings = RegistrationSettings.from_options(PRESETS[teacher].options, reference, device="cpu")
+            result = register_with_network(pair.fixed, pair.moving, models[0], TAUGHT_REFINE_STEPS, settings, evaluator=evaluator, device="cpu")
         return result.displacement, result.seconds
 
     return run
@@ -346,6 +361,7 @@ def methods(dim: int, threads: int, evaluator) -> dict[str, Method | str]:
             rows[name] = our_method(options, named_evaluators[model] if model else evaluator)
     rows["imse_network"] = network_method(dim)
     rows["imse_network_taught"] = network_method(dim, teacher="imse-2d")
+    rows["imse_network_taught_refined"] = network_method(dim, "imse-2d", evaluator) if evaluator is not None else f"no {dim}D evaluator installed"
     rows["elastix"] = elastix_method(threads) if peers.elastix_available() else "not installed (pip install 'imse[bench]')"
     rows["ants"] = ants_method(threads) if peers.ants_available() else ANTS_MISSING
     return rows
