@@ -177,7 +177,7 @@ class IMSERegistrationWidget(panel.ParameterNodePanel, ScriptedLoadableModuleWid
         )
         self.ui.regularizationSpinBox.enabled = not gradient_free  # the discrete search and the demons regularise by smoothing
         self.ui.gridSpacingSpinBox.enabled = bool(parameters and SIMILARITIES[parameters.similarity] != "adacs")  # AdaCS registers on its network's grid
-        self.ui.iterationsSpinBox.enabled = not (gradient_free and parameters.mode == "optimisation")  # they run a fixed schedule
+        self.ui.iterationsSpinBox.enabled = not demons and not (gradient_free and parameters.mode == "optimisation")  # they run a fixed schedule
         self.ui.demonsIterationsSpinBox.enabled = self.ui.demonsMaxStepSpinBox.enabled = demons  # the demons' schedule
         self.ui.demonsAverageLastSpinBox.enabled = demons
         self.ui.cycleOrientationsCheckBox.enabled = demons and uses_evaluator  # one orientation a demons step
@@ -301,8 +301,9 @@ class IMSERegistrationLogic(ScriptedLoadableModuleLogic):
                 arguments += ["--evaluator-rotation", str(parameters.evaluatorRotation)] if parameters.evaluatorRotation > 0 else []
                 arguments += ["--evaluator-orientations", "cycle"] if parameters.cycleOrientations and optimizer == "demons" else []
                 arguments += ["--evaluator-slice-axes", "all"] if parameters.sliceAllAxes and not planar else []
-            if parameters.mode == "network":
-                arguments += ["--model", parameters.model, "--refine-iterations", str(parameters.iterations)]
+            if parameters.mode == "network":  # the demons refine the network's result for their own steps
+                refinement = parameters.demonsIterations if optimizer == "demons" else parameters.iterations
+                arguments += ["--model", parameters.model, "--refine-iterations", str(refinement)]
             elif parameters.evaluator:  # the imse similarity's and the error maps' evaluator
                 arguments += ["--model", parameters.evaluator]
             for option, mask in (("--fixed-mask", parameters.fixedMask), ("--moving-mask", parameters.movingMask)):

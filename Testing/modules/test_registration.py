@@ -92,6 +92,23 @@ def test_logic_bad_input_says_what_to_do(scene):
         logic.registrationRun(_parameters(logic, nodes, mode="network"))
 
 
+def test_a_network_s_result_is_refined_for_the_demons_own_steps(scene):
+    """In network mode the demons refine the network's result for their own number of steps
+    (the backend counts --refine-iterations as demons steps), which the run records."""
+    from IMSERegistration import IMSERegistrationLogic
+    from IMSESlicerLib.sample_data import load_sample
+
+    nodes = load_sample(scene, "IMSE brain pair 2D")
+    logic = IMSERegistrationLogic()
+    values = dict(mode="network", model="mni-t1-regnet-imse-2d", similarity="IMSE", optimizer="demons", demonsIterations=6)
+    run = logic.registrationRun(_parameters(logic, nodes, **values))
+    assert run.arguments[run.arguments.index("--refine-iterations") + 1] == "6"
+    result = run.start().wait()
+    assert float(next(row["value"] for row in result.rows if row["quantity"] == "demons_iterations")) == 6
+    adam = logic.registrationRun(_parameters(logic, nodes, **{**values, "optimizer": "gradient (Adam)"}))
+    assert adam.arguments[adam.arguments.index("--refine-iterations") + 1] == "30"  # Adam's: the iterations box
+
+
 def test_discrete_search_from_the_logic_and_the_panel(scene):
     """The logic hands the discrete optimiser and the automatic fixed mask to the backend, and
     the mask comes back as a label map; the panel greys out what the search ignores and will
