@@ -5,7 +5,9 @@ central slab that neither the evaluator nor the networks were trained on, fixed 
 (``2000 + index``: the first ones are the registration benchmark's "T2 -> T1" pairs), random
 smooth deformations up to 8 mm. Rows: Initial, per-pair optimisation with MIND and with IMSE
 (the shipped evaluator), and for each model given: one shot, and one shot refined by
-``--refine-iterations`` steps of its training similarity. Columns: Dice of GM and WM (moving
+``--refine-iterations`` steps of its training similarity (Adam), and a network taught by a preset
+(``imse train-registration --teacher``) also refined as that preset registers, for the steps
+the registration benchmark gives it. Columns: Dice of GM and WM (moving
 labels warped by nearest neighbour), mean end-point error in the fixed brain (mm), % det J <= 0,
 mean IMSE |E| of the warped image (the shipped evaluator; low |E| with a high end-point error
 means the evaluator was fooled), median seconds. Means over pairs.
@@ -29,7 +31,10 @@ from imse.data import load_mni_atlas, make_pair, warp_image
 from imse.evaluator import Evaluator
 from imse.register import RegistrationSettings, register_pair
 from imse.registration_network import load_registration_network, register_with_network
+from imse.presets import PRESETS
 from imse.train_evaluator import held_out_slab
+
+from bench_registration import TAUGHT_REFINE_STEPS  # noqa: E402 (the script's folder is on the path)
 
 COLUMNS = ("dice_gm", "dice_wm", "epe_mm", "folding_percent", "imse_error", "seconds")
 
@@ -83,10 +88,15 @@ def main() -> None:
             result = register_pair(pair.fixed, pair.moving, RegistrationSettings(similarity=similarity, device="cpu"), evaluator=evaluator)
             rows.setdefault(label, []).append(score(pair, result.displacement, result.warped, evaluator, result.seconds))
         for given, loaded in networks.items():
-            for refine in (0, args.refine_iterations):
+            teacher = loaded.card.training.get("teacher")
+            refinements = [(0, None), (args.refine_iterations, None)]
+            if teacher:  # also as its teacher registers, as the registration benchmark's row does
+                refinements.append((TAUGHT_REFINE_STEPS, RegistrationSettings.from_options(PRESETS[teacher].options, device="cpu")))
+            for refine, settings in refinements:
                 started = time.perf_counter()
-                result = register_with_network(pair.fixed, pair.moving, loaded, refine, evaluator=evaluator, device="cpu")
+                result = register_with_network(pair.fixed, pair.moving, loaded, refine, settings, evaluator=evaluator, device="cpu")
                 label = f"{labels[given]} ({loaded.card.training.get('similarity')} network)" + (f" + {refine} refinement steps" if refine else "")
+                label += f" of the {teacher} preset" if settings is not None else ""
                 rows.setdefault(label, []).append(score(pair, result.displacement, result.warped, evaluator, time.perf_counter() - started))
     summary = {
         label: {column: float(np.median([r[column] for r in results]) if column == "seconds" else np.mean([r[column] for r in results])) for column in COLUMNS}
