@@ -223,7 +223,7 @@ METHOD_NAMES = {
     "truth": "True field (what a perfect registration reaches)",
 }
 #: The rows a full run pictures (a picture of every row is too wide to read): Initial, each
-#: similarity's recommended preset, IMSE with Adam and its network, and the peers. A run of
+#: similarity's recommended preset, IMSE with Adam and its networks, and the peers. A run of
 #: chosen rows (``--methods``) pictures them all.
 PICTURED = (
     "initial", "mi_equalized", "mind_discrete_masked", "imse", "imse_demons_cycled_equalized", "imse_demons_slicewise_cycled_equalized",
