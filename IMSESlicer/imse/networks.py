@@ -92,6 +92,18 @@ class _DoubleConv(nn.Sequential):
         )  # fmt: skip
 
 
+def max_pool_by_two(x: torch.Tensor) -> torch.Tensor:
+    """``F.max_pool2d(x, 2)`` or ``F.max_pool3d(x, 2)`` of ``x`` ``[N, C, *spatial]`` (odd sizes
+    floored, as PyTorch does), as the maximum of strided views, axis by axis. PyTorch's CPU
+    pooling also finds the indices of the maxima, which inference does not need: this is 10 to
+    16 times faster at the light evaluator's first level (``make bench``, the evaluator's
+    "Max pooling" table; one CPU thread), which saves about 7 % of its 2D pass."""
+    for axis in range(2, x.dim()):
+        pairs = x.narrow(axis, 0, 2 * (x.shape[axis] // 2)).unflatten(axis, (-1, 2))
+        x = torch.maximum(pairs.select(axis + 1, 0), pairs.select(axis + 1, 1))
+    return x
+
+
 class LightUNet(nn.Module):
     """Our light evaluator: a U-Net with ``channels`` per level (see the module docstring)."""
 
@@ -132,10 +144,9 @@ class LightUNet(nn.Module):
                 f"LightUNet needs spatial sizes divisible by {self.size_multiple}, got {tuple(inputs.shape[2:])}: "
                 "pad the input with imse.networks.pad_to_multiple."
             )
-        pool = F.max_pool2d if self.dim == 2 else F.max_pool3d
         x, skips = inputs, []
         for level, encoder in enumerate(self.encoders):
-            x = encoder(x if level == 0 else pool(x, 2))
+            x = encoder(x if level == 0 else max_pool_by_two(x))
             skips.append(x)
         skips.pop()
         mode = "bilinear" if self.dim == 2 else "trilinear"

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from imse.errors import ImageError
 from imse.evaluator import predict, predict_tiled
@@ -18,6 +19,7 @@ from imse.networks import (
     Zoomed,
     build_network,
     count_multiply_adds,
+    max_pool_by_two,
     network_dimension,
     pad_to_multiple,
     rotate_in_plane,
@@ -333,3 +335,13 @@ def test_zooming_a_light_network_keeps_gradients_and_refuses_a_bad_factor():
     for factor in (0.0, -1.0, float("nan")):
         with pytest.raises(ImageError, match="positive factor"):
             Zoomed(network, factor)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 6), (1, 2, 7, 9), (1, 2, 4, 6, 8), (1, 1, 5, 6, 7)])
+def test_max_pool_by_two_is_pytorch_s_max_pooling_and_passes_gradients(shape):
+    """Even and odd sizes (floored) in 2D and 3D; each maximum gets its gradient, as PyTorch's."""
+    x = torch.randn(shape, requires_grad=True)
+    pooled = max_pool_by_two(x)
+    assert torch.equal(pooled, (F.max_pool2d if len(shape) == 4 else F.max_pool3d)(x, 2))
+    pooled.sum().backward()
+    assert torch.equal(x.grad, torch.autograd.grad((F.max_pool2d if len(shape) == 4 else F.max_pool3d)(x, 2).sum(), x)[0])

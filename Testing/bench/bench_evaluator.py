@@ -17,7 +17,8 @@ translation or a known random deformation. Measured:
 4. translation: NMAE, PSNR, SSIM of the translated image against the truth (the T1 in the
    source's layout), beside the untranslated, misaligned reference;
 5. inference time of the light and paper networks at 160x192 (2D) and 96x112x96 (3D) on this
-   machine, as medians, and their ratio.
+   machine, as medians, and their ratio; and the light network's max pooling at its first
+   level, PyTorch's against ours (:func:`imse.networks.max_pool_by_two`), and their ratio.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.stats import spearmanr
 
 from imse import metrics
@@ -37,7 +39,7 @@ from imse.data.slicing import extract_slice
 from imse.evaluator import Evaluator
 from imse.image import Image
 from imse.models import find_model, load_model
-from imse.networks import build_network
+from imse.networks import build_network, max_pool_by_two
 from imse.train_evaluator import held_out_slab
 
 UNSEEN_CONTRASTS = ("t2", "pd", "ct")
@@ -183,6 +185,28 @@ def inference_times(repeats: int = 5) -> list[dict]:
     return rows
 
 
+def pooling_times(repeats: int = 20) -> list[dict]:
+    """Median seconds of the light evaluator's max pooling at its first level (16 channels of the
+    inference inputs' size), PyTorch's (``F.max_pool2d/3d``) against ours
+    (:func:`imse.networks.max_pool_by_two`), which must give the same tensor."""
+    rows = []
+    torch.manual_seed(0)
+    for pytorch, shape in ((F.max_pool2d, (1, 16, 160, 192)), (F.max_pool3d, (1, 16, 96, 112, 96))):
+        x = torch.randn(shape)
+        if not torch.equal(pytorch(x, 2), max_pool_by_two(x)):
+            raise AssertionError("max_pool_by_two differs from PyTorch's pooling")
+        medians = {}
+        for name, pool in (("pytorch", lambda: pytorch(x, 2)), ("ours", lambda: max_pool_by_two(x))):
+            times = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                pool()
+                times.append(time.perf_counter() - started)
+            medians[name] = float(np.median(times))
+        rows.append({"input": "x".join(map(str, shape[1:])), **{f"{k}_s": v for k, v in medians.items()}, "pytorch_over_ours": medians["pytorch"] / medians["ours"]})
+    return rows
+
+
 def run(
     out: Path,
     model: str = "mni-t1-light-2d",
@@ -233,6 +257,12 @@ def run(
         timing = inference_times()
         lines += [f"## Inference time (median, CPU, {torch.get_num_threads()} threads)", ""]
         lines += _table(["input", "light (s)", "paper (s)", "light / paper"], [[r["input"], f"{r['light_s']:.4f}", f"{r['paper_s']:.3f}", f"{r['light_over_paper']:.3f}"] for r in timing])
+        pooling = pooling_times()
+        lines += [f"## Max pooling at the light evaluator's first level (median, CPU, {torch.get_num_threads()} threads)", ""]
+        lines += _table(
+            ["input (C x spatial)", "PyTorch (ms)", "ours (ms)", "PyTorch / ours"],
+            [[r["input"], f"{1000 * r['pytorch_s']:.2f}", f"{1000 * r['ours_s']:.2f}", f"{r['pytorch_over_ours']:.1f}"] for r in pooling],
+        )
     text = "\n".join(lines)
     (out / "results.md").write_text(text)
     return text
