@@ -97,7 +97,8 @@ def max_pool_by_two(x: torch.Tensor) -> torch.Tensor:
     floored, as PyTorch does), as the maximum of strided views, axis by axis. PyTorch's CPU
     pooling also finds the indices of the maxima, which inference does not need: this is 10 to
     16 times faster at the light evaluator's first level (``make bench``, the evaluator's
-    "Max pooling" table; one CPU thread), which saves about 7 % of its 2D pass."""
+    "Max pooling" table; one CPU thread): about 7 % of its 2D pass, where pooling took 8 % in a
+    one-off profile (Documentation/Registration.md, session 21)."""
     for axis in range(2, x.dim()):
         pairs = x.narrow(axis, 0, 2 * (x.shape[axis] // 2)).unflatten(axis, (-1, 2))
         x = torch.maximum(pairs.select(axis + 1, 0), pairs.select(axis + 1, 1))

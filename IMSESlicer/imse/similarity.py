@@ -794,17 +794,16 @@ class IMSESimilarity(_Similarity):
                 "leave slice_axes at 'first', or register with a 2D evaluator."
             )
         network = network.eval().requires_grad_(False)
-        self._next_orientation = None  # the cycle's advance, once a demons step
+        self._cycle = None  # the orientation cycle, advanced once a demons step; its count picks the slicing axis
         if orientations == "cycle":
-            network = OrientationCycled(network, flip_average, rotation)
-            self._next_orientation = network.advance
+            network = self._cycle = OrientationCycled(network, flip_average, rotation)
         else:
             network = FlipAveraged(network) if flip_average else network
             network = RotationAveraged(network, rotation) if rotation != 0 else network
         self.network = Zoomed(network, zoom) if zoom != 1 else network
         self.reference, self.both_orders, self.flip_average = reference, both_orders, flip_average
         self.zoom, self.rotation, self.orientations = float(zoom), float(rotation), orientations
-        self.slice_axes, self._steps = slice_axes, 0  # demons steps so far, for the cycle's axis
+        self.slice_axes = slice_axes
 
     def train(self, mode: bool = True) -> "IMSESimilarity":
         """The evaluator stays in eval mode whatever the mode of the enclosing model."""
@@ -841,15 +840,14 @@ class IMSESimilarity(_Similarity):
             )
         _check_evaluator_inputs(fixed, moving, self.network)
         axes = SLICE_AXES[self.slice_axes]
-        if self._next_orientation is not None:  # cycling: this step's axis alone
-            axes = (axes[self._steps % len(axes)],)
+        if self._cycle is not None:  # cycling: this step's axis alone
+            axes = (axes[self._cycle.advances % len(axes)],)
         if self.reference == "fixed":
             pair = fixed, fixed - 2.0 * predict_across(self.network, moving, fixed, axes)
         else:
             pair = moving - 2.0 * predict_across(self.network, fixed, moving, axes), moving
-        if self._next_orientation is not None:
-            self._next_orientation()  # the next demons step sees the next orientation
-            self._steps += 1
+        if self._cycle is not None:
+            self._cycle.advance()  # the next demons step sees the next orientation and axis
         return pair
 
 

@@ -271,6 +271,11 @@ def row_options(dim: int, row: dict) -> tuple[dict, tuple[int, ...]]:
     return options, row.get("dims", (2, 3))
 
 
+def t1_side(pair: Pair) -> str:
+    """Which image of ``pair`` is the T1, the evaluator's trained modality: IMSE's reference."""
+    return "fixed" if pair.fixed_contrast == "t1" else "moving"
+
+
 def our_method(options: dict, evaluator) -> Method:
     """Our registration with ``options`` (every ``imse register`` option of
     :data:`imse.presets.PRESET_OPTIONS`, translated into the engine's settings as the command
@@ -280,8 +285,7 @@ def our_method(options: dict, evaluator) -> Method:
     reference channel."""
 
     def run(pair: Pair) -> tuple[Image, float]:
-        reference = "fixed" if pair.fixed_contrast == "t1" else "moving"
-        settings = RegistrationSettings.from_options(options, reference, device="cpu")
+        settings = RegistrationSettings.from_options(options, t1_side(pair), device="cpu")
         started = time.perf_counter()
         fixed_mask = foreground_mask(pair.fixed) if options["fixed_mask"] == AUTO_MASK else None
         masking_seconds = time.perf_counter() - started
@@ -332,8 +336,7 @@ def network_method(dim: int, teacher: str | None = None, evaluator=None) -> Meth
         if evaluator is None:
             result = register_with_network(pair.fixed, pair.moving, models[0], device="cpu")
         else:
-            reference = "fixed" if pair.fixed_contrast == "t1" else "moving"
-            settings = RegistrationSettings.from_options(PRESETS[teacher].options, reference, device="cpu")
+            settings = RegistrationSettings.from_options(PRESETS[teacher].options, t1_side(pair), device="cpu")
             result = register_with_network(pair.fixed, pair.moving, models[0], TAUGHT_REFINE_STEPS, settings, evaluator=evaluator, device="cpu")
         return result.displacement, result.seconds
 
@@ -376,8 +379,7 @@ def score(pair, displacement: Image, seconds: float, evaluator=None) -> dict[str
     imse_error = float("nan")
     if evaluator is not None:
         warped = warp_image(pair.moving, displacement, default_value=float(pair.moving.array.min()))
-        reference = "fixed" if pair.fixed_contrast == "t1" else "moving"
-        imse_error = float(evaluator.error_map(pair.fixed, warped, reference).magnitude.array[brain].mean())
+        imse_error = float(evaluator.error_map(pair.fixed, warped, t1_side(pair)).magnitude.array[brain].mean())
     return {
         "dice_gm": tissues["gm"]["dice"],
         "dice_wm": tissues["wm"]["dice"],
